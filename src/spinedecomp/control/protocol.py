@@ -1,0 +1,240 @@
+"""Treatment protocols as data (pydantic), loadable from YAML or JSON.
+
+A `Protocol` is what a clinician writes; `resolve(protocol, body_weight_kg)` turns it into a
+`ResolvedProtocol` with every force in newtons, validated against the region's safe range.
+Validation rejects what no clinician could mean, naming the field and the allowed range.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from spinedecomp.core.errors import ProtocolError
+from spinedecomp.core.units import (
+    BODY_WEIGHT_KG,
+    HOLD_REST_S,
+    SESSION_MIN,
+    Region,
+    kg_to_n,
+    lb_to_n,
+    limits_for,
+    n_to_lb,
+)
+
+
+class Mode(StrEnum):
+    """Traction modes seen on commercial tables (Triton DTS, FDA 510(k) K053223)."""
+
+    STATIC = "static"
+    INTERMITTENT = "intermittent"
+    PROGRESSIVE = "progressive"
+    REGRESSIVE = "regressive"
+    CYCLIC = "cyclic"
+
+
+class RampShape(StrEnum):
+    """How force rises from rest to peak. Logarithmic ramps avoid paraspinal guarding
+    (DRX9000, K060735)."""
+
+    LINEAR = "linear"
+    LOGARITHMIC = "logarithmic"
+    S_CURVE = "s-curve"
+
+
+class Position(StrEnum):
+    """Patient position on the table."""
+
+    SUPINE = "supine"
+    PRONE = "prone"
+
+
+class Adjunct(StrEnum):
+    """Adjunct modalities given with decompression (seed 001: heat or cold, electrical
+    stimulation, ultrasound)."""
+
+    HEAT = "heat"
+    COLD = "cold"
+    E_STIM = "e-stim"
+    ULTRASOUND = "ultrasound"
+
+
+class ForceSpec(BaseModel):
+    """A force: absolute (N or lb), a percentage of body weight (%bw), or, for the rest force
+    only, a percentage of the max force (%max: commercial tables rest at 50% of hold)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+    unit: Literal["N", "lb", "%bw", "%max"] = "N"
+
+    def newtons(self, body_weight_kg: float, max_force_n: float | None = None) -> float:
+        """The force in newtons for a patient of the given weight."""
+        if self.unit == "%max":
+            if max_force_n is None:
+                raise ProtocolError("unit", "%max is only meaningful for the rest force")
+            return self.value / 100.0 * max_force_n
+        if self.unit == "N":
+            return self.value
+        if self.unit == "lb":
+            return lb_to_n(self.value)
+        return self.value / 100.0 * kg_to_n(body_weight_kg)
+
+    def describe(self) -> str:
+        """Short text, e.g. '35 %bw'."""
+        return f"{self.value:g} {self.unit}"
+
+
+class Protocol(BaseModel):
+    """A treatment protocol as a clinician writes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    description: str = ""
+    use_case: str = ""
+    region: Region
+    mode: Mode
+    max_force: ForceSpec
+    rest_force: ForceSpec = ForceSpec(value=50.0, unit="%max")
+    hold_s: Annotated[float, Field(allow_inf_nan=False)] = 60.0
+    rest_s: Annotated[float, Field(allow_inf_nan=False)] = 20.0
+    ramp_shape: RampShape = RampShape.LOGARITHMIC
+    ramp_s: Annotated[float, Field(gt=0.0, le=120.0, allow_inf_nan=False)] = 15.0
+    # Progressive/regressive: the number of cycles over which the peak steps from the rest
+    # force to max (or back); `step_force` alternatively fixes the step size.
+    progression_cycles: Annotated[int, Field(ge=1, le=50)] = 4
+    step_force: ForceSpec | None = None
+    # Cyclic: an oscillation at peak (IDD/Accu-SPINA: about 10 lb, up to 20 lb).
+    oscillation: ForceSpec | None = None
+    oscillation_period_s: Annotated[float, Field(gt=0.5, le=30.0)] = 4.0
+    angle_deg: Annotated[float, Field(allow_inf_nan=False)] = 10.0
+    duration_min: Annotated[float, Field(allow_inf_nan=False)] = 20.0
+    position: Position = Position.SUPINE
+    knee_cushion: bool = True
+    adjuncts: tuple[Adjunct, ...] = ()
+    first_session: bool = False
+
+    @model_validator(mode="after")
+    def _check_times(self) -> Protocol:
+        if not HOLD_REST_S.absolute.contains(self.hold_s):
+            raise ValueError(f"hold_s must be within {HOLD_REST_S.absolute.describe(HOLD_REST_S.unit)}"
+                             f", got {self.hold_s:g}")
+        if self.mode is not Mode.STATIC and not HOLD_REST_S.absolute.contains(self.rest_s):
+            raise ValueError(f"rest_s must be within {HOLD_REST_S.absolute.describe(HOLD_REST_S.unit)}"
+                             f", got {self.rest_s:g}")
+        dur_s = self.duration_min * 60.0
+        if not SESSION_MIN.absolute.contains(dur_s):
+            raise ValueError(f"duration_min must be within 1-99 min, got {self.duration_min:g}")
+        angle = limits_for(self.region).angle.safe
+        if not angle.contains(self.angle_deg):
+            raise ValueError(f"angle_deg must be within {angle.describe(limits_for(self.region).angle.unit)}"
+                             f" for {self.region.value}, got {self.angle_deg:g}")
+        if self.mode is Mode.CYCLIC and self.oscillation is None:
+            raise ValueError("oscillation: cyclic mode needs an oscillation amplitude at peak")
+        return self
+
+
+class ResolvedProtocol(BaseModel):
+    """A protocol for one patient: every force in newtons, validated."""
+
+    model_config = ConfigDict(frozen=True)
+
+    protocol: Protocol
+    body_weight_kg: float
+    max_force_n: float
+    rest_force_n: float
+    step_force_n: float | None
+    oscillation_n: float
+    cap_n: float
+    duration_s: float
+
+    @property
+    def region(self) -> Region:
+        """The protocol's region."""
+        return self.protocol.region
+
+
+def _first_error(exc: ValidationError) -> ProtocolError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "protocol"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:
+        # Model-level validators name their field at the start of the message.
+        field, _, rest = msg.partition(" ")
+        return ProtocolError(field.rstrip(":"), rest or msg)
+    return ProtocolError(loc, msg)
+
+
+def parse_protocol(data: object) -> Protocol:
+    """Validate a mapping as a Protocol, raising ProtocolError that names the field."""
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def load_protocol_file(path: Path) -> Protocol:
+    """Load a protocol from a YAML or JSON file."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ProtocolError("file", f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("file", f"{path} must hold a mapping of protocol fields")
+    return parse_protocol(data)
+
+
+def check_body_weight(body_weight_kg: float) -> None:
+    """Reject a body weight no adult patient could have."""
+    rng = BODY_WEIGHT_KG.absolute
+    if not rng.contains(body_weight_kg):
+        raise ProtocolError("body_weight_kg", f"must be within {rng.describe(BODY_WEIGHT_KG.unit)}, "
+                            f"got {body_weight_kg:g}")
+
+
+def resolve(protocol: Protocol, body_weight_kg: float) -> ResolvedProtocol:
+    """Turn a protocol into newtons for one patient and check every force against the region's
+    safe range."""
+    check_body_weight(body_weight_kg)
+    lim = limits_for(protocol.region)
+    safe = lim.force.safe
+    max_n = protocol.max_force.newtons(body_weight_kg)
+    if protocol.max_force.unit == "%max":
+        raise ProtocolError("max_force.unit", "must be N, lb or %bw")
+    rest_n = protocol.rest_force.newtons(body_weight_kg, max_n)
+    rng = f"{safe.lo:g}-{safe.hi:.0f} N ({n_to_lb(safe.hi):.0f} lb)"
+    if not safe.contains(max_n) or max_n <= 0.0:
+        raise ProtocolError("max_force", f"{max_n:.0f} N is outside the {protocol.region.value} safe "
+                            f"range {rng} (>0)")
+    if protocol.mode is not Mode.STATIC and rest_n >= max_n:
+        raise ProtocolError("rest_force", f"{rest_n:.0f} N must be below max_force {max_n:.0f} N")
+    if not safe.contains(rest_n):
+        raise ProtocolError("rest_force", f"{rest_n:.0f} N is outside the safe range {rng}")
+    if any(f is not None and f.unit == "%max" for f in (protocol.step_force, protocol.oscillation)):
+        raise ProtocolError("unit", "%max is only meaningful for the rest force")
+    step_n = protocol.step_force.newtons(body_weight_kg) if protocol.step_force else None
+    if step_n is not None and not 0.0 < step_n <= max_n:
+        raise ProtocolError("step_force", f"must be within 0-{max_n:.0f} N (the max force), got {step_n:.0f}")
+    osc = protocol.oscillation.newtons(body_weight_kg) if protocol.oscillation else 0.0
+    osc_max = lb_to_n(20.0)
+    if osc > osc_max or max_n + osc > safe.hi:
+        raise ProtocolError("oscillation", f"{osc:.0f} N must be at most {osc_max:.0f} N (20 lb) "
+                            f"and keep the peak within {rng}")
+    cap = min(max_n + osc, safe.hi, lim.force.absolute.hi)
+    return ResolvedProtocol(
+        protocol=protocol,
+        body_weight_kg=body_weight_kg,
+        max_force_n=max_n,
+        rest_force_n=rest_n if protocol.mode is not Mode.STATIC else 0.0,
+        step_force_n=step_n,
+        oscillation_n=osc,
+        cap_n=cap,
+        duration_s=protocol.duration_min * 60.0,
+    )

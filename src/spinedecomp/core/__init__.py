@@ -1,0 +1,1 @@
+"""Core: quantities and their ranges, the injected clock, errors and events."""

@@ -1,0 +1,1 @@
+"""Devices: the `Table` protocol, the simulated table (physics) and real-table drivers."""

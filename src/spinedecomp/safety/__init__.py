@@ -1,0 +1,1 @@
+"""Safety: the independent monitor (numba kernel), alarm catalogue, release policy."""

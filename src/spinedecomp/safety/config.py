@@ -1,0 +1,110 @@
+"""Safety monitor configuration: thresholds and time filters, built into the kernel's
+parameter array. Every number here is documented in docs/safety.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from spinedecomp.core.units import Region, kg_to_n, limits_for
+from spinedecomp.safety import law as zl
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Thresholds and filters of the safety monitor for one region."""
+
+    region: Region
+    abs_limit_n: float
+    overforce_margin_n: float = 15.0
+    overforce_margin_rel: float = 0.05
+    overforce_s: float = 0.020
+    rate_limit_n_s: float = 180.0
+    rate_s: float = 0.030
+    disagree_n: float = 20.0
+    disagree_rel: float = 0.10
+    disagree_s: float = 0.050
+    frozen_s: float = 0.200
+    heartbeat_s: float = 0.020
+    comm_s: float = 0.050
+    angle_tol_deg: float = 3.0
+    angle_s: float = 15.0
+    release_rate_n_s: float = 300.0
+    safe_n: float = 15.0
+    stall_tol_n: float = 25.0
+    stall_s: float = 0.300
+    motor_off_delay_s: float = 5.0
+    release_gain: float = 0.5
+    vmax_mm_s: float = 100.0
+    sensor_min_n: float = -50.0
+    sensor_max_n: float = 2000.0
+    travel_max_mm: float = 300.0
+    angle_min_deg: float = -2.0
+    angle_max_deg: float = 35.0
+    switch_disagree_s: float = 0.050
+    track_n: float = 30.0
+    track_rel: float = 0.15
+    track_s: float = 1.5
+    # Any set-point above this needs an explicit operator confirmation (TM-300: 18 kg).
+    confirm_force_n: float = kg_to_n(18.0)
+
+    @staticmethod
+    def for_region(region: Region, **overrides: float) -> SafetyConfig:
+        """Defaults for a region, from the quantity registry."""
+        lim = limits_for(region)
+        base = SafetyConfig(
+            region=region,
+            abs_limit_n=lim.force.absolute.hi,
+            rate_limit_n_s=1.5 * lim.max_rate_of_rise_n_per_s,
+            release_rate_n_s=300.0 if region is Region.LUMBAR else 100.0,
+            safe_n=lim.safe_rest_force_n,
+            travel_max_mm=lim.travel.absolute.hi,
+            angle_min_deg=lim.angle.absolute.lo,
+            angle_max_deg=lim.angle.absolute.hi,
+            disagree_n=20.0 if region is Region.LUMBAR else 8.0,
+            sensor_max_n=2.0 * lim.force.absolute.hi,
+            confirm_force_n=lim.confirm_force_n,
+            track_n=30.0 if region is Region.LUMBAR else 12.0,
+            release_gain=0.5 if region is Region.LUMBAR else 1.0,
+        )
+        if not overrides:
+            return base
+        fields = {**base.__dict__, **overrides}
+        return SafetyConfig(**fields)
+
+    def params(self) -> npt.NDArray[np.float64]:
+        """The kernel parameter array."""
+        zp = np.zeros(zl.N_ZPARAM)
+        zp[zl.ZP_ABS_LIMIT] = self.abs_limit_n
+        zp[zl.ZP_OVER_MARGIN_N] = self.overforce_margin_n
+        zp[zl.ZP_OVER_MARGIN_REL] = self.overforce_margin_rel
+        zp[zl.ZP_RATE_LIMIT] = self.rate_limit_n_s
+        zp[zl.ZP_DISAGREE_N] = self.disagree_n
+        zp[zl.ZP_DISAGREE_REL] = self.disagree_rel
+        zp[zl.ZP_SENSOR_MIN] = self.sensor_min_n
+        zp[zl.ZP_SENSOR_MAX] = self.sensor_max_n
+        zp[zl.ZP_TRAVEL_MAX] = self.travel_max_mm
+        zp[zl.ZP_ANGLE_MIN] = self.angle_min_deg
+        zp[zl.ZP_ANGLE_MAX] = self.angle_max_deg
+        zp[zl.ZP_ANGLE_TOL] = self.angle_tol_deg
+        zp[zl.ZP_RELEASE_RATE] = self.release_rate_n_s
+        zp[zl.ZP_SAFE_N] = self.safe_n
+        zp[zl.ZP_STALL_TOL] = self.stall_tol_n
+        zp[zl.ZP_MOTOR_OFF_DELAY] = self.motor_off_delay_s
+        zp[zl.ZP_KR] = self.release_gain
+        zp[zl.ZP_VMAX] = self.vmax_mm_s
+        zp[zl.ZP_OVERFORCE_S] = self.overforce_s
+        zp[zl.ZP_RATE_S] = self.rate_s
+        zp[zl.ZP_DISAGREE_S] = self.disagree_s
+        zp[zl.ZP_FROZEN_S] = self.frozen_s
+        zp[zl.ZP_HEARTBEAT_S] = self.heartbeat_s
+        zp[zl.ZP_COMM_S] = self.comm_s
+        zp[zl.ZP_ANGLE_S] = self.angle_s
+        zp[zl.ZP_STALL_S] = self.stall_s
+        zp[zl.ZP_SW_DISAGREE_S] = self.switch_disagree_s
+        zp[zl.ZP_TRACK_N] = self.track_n
+        zp[zl.ZP_TRACK_REL] = self.track_rel
+        zp[zl.ZP_TRACK_S] = self.track_s
+        return zp

@@ -1,0 +1,285 @@
+"""The independent safety monitor and the controlled release, as a numba kernel.
+
+It reads the raw sensor values itself (both load cells, cable position, angle, the two
+patient-switch channels, the operator-stop channels), keeps its own state array, and owns the
+actuator: once tripped, the controller's command is ignored and the release law below
+commands the motor. The only thing it reads from the controller is the heartbeat counter,
+which it compares, never writes: a hung controller is detected, not trusted.
+
+Every check and its time filter (documented in docs/safety.md):
+- patient switch: either channel indicates pressed -> trip now (no filter: the patient's
+  stop must never be debounced away); channels disagreeing for >= `SW_DISAGREE_S` -> alarm.
+- operator stop: either channel -> trip now.
+- device absolute limit: either load cell above it -> trip now.
+- over-force: measured above clamp + margin for >= `OVERFORCE_S`.
+- rate of rise: own 20 Hz low-pass of the force, its derivative above the limit for
+  >= `RATE_S`.
+- load-cell disagreement: |A - B| > max(abs, rel * mean) for >= `DISAGREE_S`.
+- frozen sensor: a channel repeats the same value exactly for >= `FROZEN_S` (live cells
+  always carry noise).
+- invalid sample: NaN or outside the sensor's range for >= 2 consecutive samples.
+- controller heartbeat unchanged for >= `HEARTBEAT_S`.
+- communication lost (real devices): the driver's link flag down for >= `COMM_S`.
+- cable travel beyond its limit: trip now.
+- angle outside its absolute range, or far from its target for >= `ANGLE_S`.
+- tracking: measured force above the set-point by max(abs, rel) for >= `TRACK_S` (a winch
+  that no longer pays out).
+- release stalled: during a release, force above the release ramp + tolerance for
+  >= `STALL_S` -> motor disabled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from spinedecomp.safety import codes
+
+F64 = npt.NDArray[np.float64]
+
+# ---- state ---------------------------------------------------------------------------------
+Z_TRIPPED = 0  # first trip code (0 = not tripped)
+Z_TRIP_T = 1  # time of the first trip, s
+Z_REL_F0 = 2  # force when the release started, N
+Z_REL_TARGET = 3  # current release ramp target, N
+Z_MOTOR_OFF = 4  # 1 once the monitor has disabled the motor
+Z_BELOW_SAFE_T = 5  # time force first fell to the safe level during the release (-1 = not yet)
+Z_FILT = 6  # own low-pass of the force, N
+Z_PREV_FILT = 7
+Z_RATE = 8  # derivative of Z_FILT, N/s
+Z_LAST_A = 9
+Z_LAST_B = 10
+Z_FROZEN_A = 11  # seconds channel A unchanged
+Z_FROZEN_B = 12
+Z_INVALID_A = 13  # consecutive invalid samples
+Z_INVALID_B = 14
+Z_T_OVER = 15  # seconds over-force condition has held
+Z_T_RATE = 16
+Z_T_DISAGREE = 17
+Z_T_SWDIS = 18
+Z_T_ANGLE = 19
+Z_T_STALL = 20
+Z_T_COMM = 21
+Z_HB_LAST = 22
+Z_T_HB = 23
+Z_T_TRACK = 31
+Z_NALARM = 24  # alarms recorded so far
+Z_RAISED = 25  # bit-set of codes already raised (each code is raised once per session)
+Z_MAX_F = 26  # highest force seen, N
+Z_RELEASE_REQ = 27  # 1 = a normal release (end of session) was requested, no alarm
+Z_T = 28  # monitor's time, s
+Z_FIRST_CMD_T = 29  # time of the first release command, s
+Z_DONE = 30  # 1 when the release is complete and the motor is off
+N_ZSTATE = 32
+
+# ---- parameters ----------------------------------------------------------------------------
+ZP_ABS_LIMIT = 0  # device absolute force limit, N
+ZP_OVER_MARGIN_N = 1
+ZP_OVER_MARGIN_REL = 2
+ZP_RATE_LIMIT = 3  # N/s
+ZP_DISAGREE_N = 4
+ZP_DISAGREE_REL = 5
+ZP_SENSOR_MIN = 6  # N
+ZP_SENSOR_MAX = 7  # N
+ZP_TRAVEL_MAX = 8  # mm
+ZP_ANGLE_MIN = 9  # deg
+ZP_ANGLE_MAX = 10
+ZP_ANGLE_TOL = 11  # deg from target
+ZP_RELEASE_RATE = 12  # N/s
+ZP_SAFE_N = 13  # safe rest force, N
+ZP_STALL_TOL = 14  # N above the release ramp
+ZP_MOTOR_OFF_DELAY = 15  # s after reaching safe force
+ZP_KR = 16  # release law gain, (mm/s)/N
+ZP_VMAX = 17  # mm/s
+ZP_OVERFORCE_S = 18
+ZP_RATE_S = 19
+ZP_DISAGREE_S = 20
+ZP_FROZEN_S = 21
+ZP_HEARTBEAT_S = 22
+ZP_COMM_S = 23
+ZP_ANGLE_S = 24
+ZP_STALL_S = 25
+ZP_SW_DISAGREE_S = 26
+ZP_TRACK_N = 27  # force above the set-point by this much ...
+ZP_TRACK_REL = 28
+ZP_TRACK_S = 29  # ... for this long is a tracking fault
+N_ZPARAM = 30
+
+MAX_ALARMS = 64
+# alarm record columns
+A_CODE = 0
+A_T = 1
+A_VALUE = 2
+A_FORCE = 3
+
+
+@njit(cache=True)
+def _raise(z: F64, alarms: npt.NDArray[np.float64], code: int, value: float, force: float) -> None:
+    bit = 1 << code
+    raised = int(z[Z_RAISED])
+    if raised & bit:
+        return
+    z[Z_RAISED] = float(raised | bit)
+    n = int(z[Z_NALARM])
+    if n < alarms.shape[0]:
+        alarms[n, A_CODE] = code
+        alarms[n, A_T] = z[Z_T]
+        alarms[n, A_VALUE] = value
+        alarms[n, A_FORCE] = force
+        z[Z_NALARM] = n + 1
+
+
+@njit(cache=True)
+def _trip(z: F64, alarms: npt.NDArray[np.float64], code: int, value: float, force: float) -> None:
+    if code != codes.END_OF_SESSION:
+        _raise(z, alarms, code, value, force)
+    if z[Z_TRIPPED] == 0.0:
+        z[Z_TRIPPED] = code
+        z[Z_TRIP_T] = z[Z_T]
+        z[Z_REL_F0] = force
+        z[Z_REL_TARGET] = force
+
+
+@njit(cache=True)
+def _timer(z: F64, idx: int, cond: bool, dt: float) -> float:
+    if cond:
+        z[idx] += dt
+    else:
+        z[idx] = 0.0
+    return z[idx]
+
+
+@njit(cache=True)
+def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x: float,
+                angle: float, angle_target: float, sw_a: float, sw_b: float, op_stop: float,
+                heartbeat: float, comm_ok: float, clamp: float, ctrl_cmd: float,
+                target: float) -> float:
+    """Check one period's raw sensors. Returns the velocity command the actuator must get:
+    the controller's `ctrl_cmd` while all is well, the release law's once tripped."""
+    z[Z_T] += dt
+    va = not math.isnan(fa) and zp[ZP_SENSOR_MIN] <= fa <= zp[ZP_SENSOR_MAX]
+    vb = not math.isnan(fb) and zp[ZP_SENSOR_MIN] <= fb <= zp[ZP_SENSOR_MAX]
+    # The monitor's force: the higher valid channel, so one failed-low cell cannot hide load.
+    if va and vb:
+        f = max(fa, fb)
+    elif va:
+        f = fa
+    elif vb:
+        f = fb
+    else:
+        f = z[Z_FILT]
+    z[Z_MAX_F] = max(z[Z_MAX_F], f)
+    a = 1.0 - math.exp(-2.0 * math.pi * 20.0 * dt)
+    z[Z_PREV_FILT] = z[Z_FILT]
+    z[Z_FILT] += a * (f - z[Z_FILT])
+    z[Z_RATE] = (z[Z_FILT] - z[Z_PREV_FILT]) / dt
+
+    # --- invalid samples (NaN or out of range), 2 consecutive ---
+    z[Z_INVALID_A] = 0.0 if va else z[Z_INVALID_A] + 1.0
+    z[Z_INVALID_B] = 0.0 if vb else z[Z_INVALID_B] + 1.0
+    if z[Z_INVALID_A] >= 2.0:
+        _trip(z, alarms, codes.SENSOR_INVALID, fa, f)
+    if z[Z_INVALID_B] >= 2.0:
+        _trip(z, alarms, codes.SENSOR_INVALID, fb, f)
+
+    # --- patient switch: either channel trips at once ---
+    pressed_a = sw_a < 0.5
+    pressed_b = sw_b > 0.5
+    if pressed_a or pressed_b:
+        _trip(z, alarms, codes.PATIENT_SWITCH, sw_a + 2.0 * sw_b, f)
+    if _timer(z, Z_T_SWDIS, pressed_a != pressed_b, dt) >= zp[ZP_SW_DISAGREE_S]:
+        _trip(z, alarms, codes.SWITCH_DISAGREE, sw_a + 2.0 * sw_b, f)
+    if op_stop > 0.5:
+        _trip(z, alarms, codes.OPERATOR_STOP, op_stop, f)
+
+    # --- force limits ---
+    fmax_raw = -1.0
+    if va:
+        fmax_raw = fa
+    if vb and fb > fmax_raw:
+        fmax_raw = fb
+    if fmax_raw > zp[ZP_ABS_LIMIT]:
+        _trip(z, alarms, codes.DEVICE_LIMIT, fmax_raw, f)
+    over = clamp + max(zp[ZP_OVER_MARGIN_N], zp[ZP_OVER_MARGIN_REL] * clamp)
+    if _timer(z, Z_T_OVER, f > over, dt) >= zp[ZP_OVERFORCE_S]:
+        _trip(z, alarms, codes.OVERFORCE, f, f)
+    if _timer(z, Z_T_RATE, z[Z_RATE] > zp[ZP_RATE_LIMIT], dt) >= zp[ZP_RATE_S]:
+        _trip(z, alarms, codes.RATE_OF_RISE, z[Z_RATE], f)
+
+    # --- sensor plausibility ---
+    if va and vb:
+        diff = abs(fa - fb)
+        lim = max(zp[ZP_DISAGREE_N], zp[ZP_DISAGREE_REL] * 0.5 * (fa + fb))
+        if _timer(z, Z_T_DISAGREE, diff > lim, dt) >= zp[ZP_DISAGREE_S]:
+            _trip(z, alarms, codes.LOADCELL_DISAGREE, diff, f)
+    if _timer(z, Z_FROZEN_A, fa == z[Z_LAST_A], dt) >= zp[ZP_FROZEN_S]:
+        _trip(z, alarms, codes.SENSOR_FROZEN, fa, f)
+    if _timer(z, Z_FROZEN_B, fb == z[Z_LAST_B], dt) >= zp[ZP_FROZEN_S]:
+        _trip(z, alarms, codes.SENSOR_FROZEN, fb, f)
+    z[Z_LAST_A] = fa
+    z[Z_LAST_B] = fb
+
+    # --- controller heartbeat and device link ---
+    if _timer(z, Z_T_HB, heartbeat == z[Z_HB_LAST], dt) >= zp[ZP_HEARTBEAT_S]:
+        _trip(z, alarms, codes.HEARTBEAT_LOST, heartbeat, f)
+    z[Z_HB_LAST] = heartbeat
+    if _timer(z, Z_T_COMM, comm_ok < 0.5, dt) >= zp[ZP_COMM_S]:
+        _trip(z, alarms, codes.COMM_LOST, comm_ok, f)
+
+    # --- travel and angle ---
+    if x > zp[ZP_TRAVEL_MAX]:
+        _trip(z, alarms, codes.TRAVEL_LIMIT, x, f)
+    if math.isnan(angle) or angle < zp[ZP_ANGLE_MIN] or angle > zp[ZP_ANGLE_MAX]:
+        _trip(z, alarms, codes.ANGLE_FAULT, angle, f)
+    elif _timer(z, Z_T_ANGLE, abs(angle - angle_target) > zp[ZP_ANGLE_TOL], dt) >= zp[ZP_ANGLE_S]:
+        _trip(z, alarms, codes.ANGLE_FAULT, angle, f)
+
+    # --- force not following the set-point (e.g. a stalled winch that cannot pay out) ---
+    track = f > target + max(zp[ZP_TRACK_N], zp[ZP_TRACK_REL] * target)
+    if _timer(z, Z_T_TRACK, track and z[Z_TRIPPED] == 0.0, dt) >= zp[ZP_TRACK_S]:
+        _trip(z, alarms, codes.TRACKING, f, f)
+
+    if z[Z_RELEASE_REQ] > 0.5:
+        _trip(z, alarms, codes.END_OF_SESSION, 0.0, f)
+
+    if z[Z_TRIPPED] == 0.0:
+        return ctrl_cmd
+    return release_step(z, zp, alarms, dt, f)
+
+
+@njit(cache=True)
+def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
+    """The controlled release: ramp force down at the set rate, never pulling; disable the
+    motor if force does not follow, and 5 s after it is safe."""
+    if z[Z_FIRST_CMD_T] < 0.0:
+        z[Z_FIRST_CMD_T] = z[Z_T]
+    z[Z_REL_TARGET] = max(0.0, z[Z_REL_TARGET] - zp[ZP_RELEASE_RATE] * dt)
+    if f <= zp[ZP_SAFE_N] and z[Z_BELOW_SAFE_T] < 0.0:
+        z[Z_BELOW_SAFE_T] = z[Z_T]
+    stalled = f > z[Z_REL_TARGET] + zp[ZP_STALL_TOL]
+    if _timer(z, Z_T_STALL, stalled, dt) >= zp[ZP_STALL_S] and z[Z_MOTOR_OFF] == 0.0:
+        _raise(z, alarms, codes.RELEASE_STALLED, f, f)
+        z[Z_MOTOR_OFF] = 1.0
+    if z[Z_BELOW_SAFE_T] >= 0.0 and z[Z_T] - z[Z_BELOW_SAFE_T] >= zp[ZP_MOTOR_OFF_DELAY]:
+        z[Z_MOTOR_OFF] = 1.0
+        z[Z_DONE] = 1.0
+    if z[Z_MOTOR_OFF] > 0.5:
+        if z[Z_BELOW_SAFE_T] >= 0.0 and z[Z_T] - z[Z_BELOW_SAFE_T] >= zp[ZP_MOTOR_OFF_DELAY]:
+            z[Z_DONE] = 1.0
+        return 0.0
+    v = zp[ZP_KR] * (z[Z_REL_TARGET] - f)
+    return min(0.0, max(v, -zp[ZP_VMAX]))
+
+
+def new_state() -> F64:
+    """A fresh monitor state."""
+    z = np.zeros(N_ZSTATE, dtype=np.float64)
+    z[Z_BELOW_SAFE_T] = -1.0
+    z[Z_FIRST_CMD_T] = -1.0
+    z[Z_LAST_A] = math.nan
+    z[Z_LAST_B] = math.nan
+    z[Z_HB_LAST] = -1.0
+    return z

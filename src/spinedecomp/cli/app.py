@@ -15,9 +15,27 @@ app = typer.Typer(
 def _register_all() -> None:
     # Each sub-command lives in its own module and registers itself here, so that
     # parallel work on different commands never edits the same lines.
+    from spinedecomp.cli import demo as demo_cli
+    from spinedecomp.cli import protocol as protocol_cli
     from spinedecomp.cli import screen
+    from spinedecomp.cli import session as session_cli
 
+    demo_cli.register(app)
+    protocol_cli.register(app)
+    session_cli.register(app)
     screen.register(app)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log info lines.")) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    from spinedecomp.cli.common import err
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)], force=True)
 
 
 def main() -> None:

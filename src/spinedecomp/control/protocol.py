@@ -98,6 +98,7 @@ class Protocol(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=80)]
     description: str = ""
     use_case: str = ""
+    source: str = ""
     region: Region
     mode: Mode
     max_force: ForceSpec
@@ -119,6 +120,10 @@ class Protocol(BaseModel):
     knee_cushion: bool = True
     adjuncts: tuple[Adjunct, ...] = ()
     first_session: bool = False
+    # The highest max force this protocol may be raised to during a session. Default: the
+    # max force plus four 5 lb steps (Kennedy technique: raise in 5 lb steps) for lumbar, one
+    # step for cervical, and no raise at all in a first session.
+    cap: ForceSpec | None = None
 
     @model_validator(mode="after")
     def _check_times(self) -> Protocol:
@@ -227,7 +232,17 @@ def resolve(protocol: Protocol, body_weight_kg: float) -> ResolvedProtocol:
     if osc > osc_max or max_n + osc > safe.hi:
         raise ProtocolError("oscillation", f"{osc:.0f} N must be at most {osc_max:.0f} N (20 lb) "
                             f"and keep the peak within {rng}")
-    cap = min(max_n + osc, safe.hi, lim.force.absolute.hi)
+    if protocol.cap is not None:
+        cap_req = protocol.cap.newtons(body_weight_kg)
+        if cap_req < max_n + osc:
+            raise ProtocolError("cap", f"{cap_req:.0f} N must be at least the peak force "
+                                f"{max_n + osc:.0f} N")
+    elif protocol.first_session:
+        cap_req = max_n + osc
+    else:
+        steps = 4 if protocol.region is Region.LUMBAR else 1
+        cap_req = max_n + osc + steps * lb_to_n(5.0)
+    cap = min(cap_req, safe.hi, lim.force.absolute.hi)
     return ResolvedProtocol(
         protocol=protocol,
         body_weight_kg=body_weight_kg,

@@ -33,10 +33,10 @@ class SafetyConfig:
     angle_s: float = 15.0
     release_rate_n_s: float = 300.0
     safe_n: float = 15.0
-    stall_tol_n: float = 25.0
+    stall_tol_n: float = 40.0
     stall_s: float = 0.300
     motor_off_delay_s: float = 5.0
-    release_gain: float = 0.5
+    release_gain: float = 2.0
     vmax_mm_s: float = 100.0
     sensor_min_n: float = -50.0
     sensor_max_n: float = 2000.0
@@ -67,7 +67,8 @@ class SafetyConfig:
             sensor_max_n=2.0 * lim.force.absolute.hi,
             confirm_force_n=lim.confirm_force_n,
             track_n=30.0 if region is Region.LUMBAR else 12.0,
-            release_gain=0.5 if region is Region.LUMBAR else 1.0,
+            release_gain=2.0 if region is Region.LUMBAR else 4.0,
+            stall_tol_n=40.0 if region is Region.LUMBAR else 15.0,
         )
         if not overrides:
             return base

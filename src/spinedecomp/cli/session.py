@@ -1,0 +1,179 @@
+"""`spinedecomp session simulate` (and `spinedecomp demo`): run a protocol closed-loop on the
+simulated table (or a real one), show progress, write the report."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from spinedecomp.cli.common import err, fail, out, print_json
+from spinedecomp.cli.protocol import load_any
+from spinedecomp.core.errors import SpinedecompError
+from spinedecomp.core.units import n_to_lb
+from spinedecomp.reports.export import write_telemetry
+from spinedecomp.reports.plot import plot_session
+from spinedecomp.session.commands import parse_edit
+from spinedecomp.session.engine import SessionEngine, SessionInterrupted
+from spinedecomp.session.faults import parse_fault
+from spinedecomp.session.run import SessionSpec, build_engine
+from spinedecomp.session.summary import SessionSummary, summarize
+from spinedecomp.session.telemetry import COL
+
+session_app = typer.Typer(help="Treatment sessions.", no_args_is_help=True)
+
+
+@dataclass
+class Outputs:
+    """Files a session run wrote."""
+
+    plot: Path | None
+    telemetry: Path | None
+    summary: Path | None
+
+
+def parse_speed(speed: str) -> float | None:
+    """'max' -> None (simulated clock), 'realtime' -> 1.0, 'N' -> N x real time."""
+    if speed == "max":
+        return None
+    if speed == "realtime":
+        return 1.0
+    try:
+        v = float(speed)
+    except ValueError:
+        fail(f"--speed must be max, realtime or a number, got '{speed}'")
+    if not 0.01 <= v <= 1000.0:
+        fail(f"--speed must be within 0.01-1000, got {v:g}")
+    return v
+
+
+def _sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SessionInterrupted("SIGTERM")
+
+
+def run_with_progress(engine: SessionEngine, *, quiet: bool) -> None:
+    """Run the session with a progress bar and a live force/target readout on stderr."""
+    total = engine.resolved.duration_s
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        if quiet:
+            engine.run()
+            return
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("{task.fields[readout]}"), TimeRemainingColumn(),
+                      console=err, transient=False) as progress:
+            task = progress.add_task("session", total=total, readout="")
+
+            def update(e: SessionEngine) -> None:
+                tel = e.recorder.array()
+                if tel.shape[0]:
+                    row = tel[-1]
+                    f = 0.5 * (row[COL["force_a_n"]] + row[COL["force_b_n"]])
+                    readout = (f"{e.state.value} {f:5.0f} N ({n_to_lb(f):3.0f} lb) / target "
+                               f"{row[COL['target_n']]:3.0f} N, {row[COL['angle_deg']]:.0f} deg, "
+                               f"cycle {int(row[COL['cycle']]) + 1}")
+                else:
+                    readout = e.state.value
+                progress.update(task, completed=min(total, e.trajectory.tau), readout=readout)
+
+            engine.run(progress=update)
+            update(engine)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def write_outputs(summary: SessionSummary, engine: SessionEngine, out_dir: Path | None,
+                  fmt: str) -> Outputs:
+    """Write the plot, telemetry and JSON summary to `out_dir`."""
+    if out_dir is None:
+        return Outputs(None, None, None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tel = engine.recorder.array()
+    plot = plot_session(tel, out_dir / "session.png",
+                        title=f"{summary.protocol} - {summary.body_weight_kg:g} kg - "
+                              f"{summary.end_state}",
+                        events=summary.events, alarms=summary.alarms)
+    telem = write_telemetry(tel, out_dir / f"telemetry.{fmt}", fmt)
+    js = out_dir / "summary.json"
+    js.write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    return Outputs(plot, telem, js)
+
+
+def print_summary(s: SessionSummary) -> None:
+    """Human summary with alarms."""
+    colour = "green" if s.end_state == "completed" else "red"
+    out.print(f"[bold]{s.protocol}[/] ({s.region}, {s.mode}) for {s.body_weight_kg:g} kg: "
+              f"[{colour}]{s.end_state}[/]" + (f" - {s.abort_reason}" if s.abort_reason else ""))
+    out.print(f"  simulated {s.simulated_s:.1f} s in {s.wall_s:.2f} s ({s.speedup:g}x), "
+              f"{s.samples} samples at {s.rate_hz:g} Hz")
+    out.print(f"  peak force {s.peak_force_n:.1f} N ({n_to_lb(s.peak_force_n):.1f} lb), cap "
+              f"{s.cap_n:.1f} N; hold RMS error {s.hold_rms_error_pct}%, max overshoot "
+              f"{s.max_overshoot_pct}%; peak distraction {s.peak_distraction_mm} mm")
+    for a in s.alarms:
+        colour = {"high": "red", "medium": "yellow", "low": "cyan"}[a.priority]
+        out.print(f"  [{colour}]ALARM {a.priority.upper()}[/] t={a.t:.3f}s {a.kind} "
+                  f"(value {a.value}) -> {a.action}")
+    if s.release_started_after_ms is not None:
+        out.print(f"  release started {s.release_started_after_ms:.1f} ms after the fault; "
+                  f"force below safe level after {s.force_below_safe_after_s} s")
+
+
+@session_app.command("simulate")
+def simulate(
+    protocol: str = typer.Option(..., "--protocol", "-p", help="Built-in name or a YAML/JSON file."),
+    weight_kg: float = typer.Option(..., "--weight-kg", "-w", help="Patient body weight, kg."),
+    rate_hz: float = typer.Option(1000.0, "--rate-hz", help="Control rate."),
+    speed: str = typer.Option("max", "--speed", help="max, realtime, or N x real time."),
+    edit: list[str] = typer.Option([], "--edit", help="T:FIELD=VALUE or T:pause|resume|stop."),
+    fault: list[str] = typer.Option([], "--fault", help="T:KIND[:ARGS], see docs/safety.md."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Write plot, telemetry, summary here."),
+    fmt: str = typer.Option("csv", "--format", help="Telemetry format: csv or parquet."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed."),
+    noise: bool = typer.Option(True, "--noise/--no-noise", help="Load-cell noise."),
+    split_table: bool = typer.Option(True, "--split-table/--fixed-table"),
+    confirm: bool = typer.Option(True, "--confirm/--no-confirm",
+                                 help="Confirm forces above 18 kg at set-up (else they are held)."),
+    device: str = typer.Option("sim", "--device", help="sim or modbus://HOST:PORT."),
+) -> None:
+    """Run a protocol closed-loop and show what happened."""
+    if fmt not in ("csv", "parquet"):
+        fail(f"--format must be csv or parquet, got '{fmt}'")
+    try:
+        proto = load_any(protocol)
+        spec = SessionSpec(protocol=proto, body_weight_kg=weight_kg, rate_hz=rate_hz,
+                           speed=parse_speed(speed), device=device, seed=seed, noise=noise,
+                           split_table=split_table, confirm_high_force=confirm,
+                           edits=[parse_edit(e) for e in edit],
+                           faults=[parse_fault(f) for f in fault])
+        engine = build_engine(spec)
+        engine.setup(confirm_high_force=confirm)
+    except SpinedecompError as exc:
+        fail(str(exc))
+    t0 = time.perf_counter()
+    try:
+        run_with_progress(engine, quiet=as_json)
+    except (KeyboardInterrupt, SessionInterrupted):
+        err.print("[yellow]interrupted: the table was released[/]")
+    summary = summarize(engine.result(), engine.resolved)
+    outputs = write_outputs(summary, engine, out_dir, fmt)
+    if as_json:
+        print_json(summary)
+    else:
+        print_summary(summary)
+        if outputs.plot:
+            out.print(f"  report: {outputs.plot}  telemetry: {outputs.telemetry}  "
+                      f"summary: {outputs.summary}")
+    _ = time.perf_counter() - t0
+    if summary.end_state != "completed" and not as_json:
+        raise SystemExit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `session` to the main app."""
+    app.add_typer(session_app, name="session")

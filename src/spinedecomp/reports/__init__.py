@@ -1,0 +1,1 @@
+"""Reports: session plots and telemetry export."""

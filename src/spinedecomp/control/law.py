@@ -86,10 +86,8 @@ def controller_step(c: F64, cp: F64, dt: float, target: float, fresh: float, cla
     else:
         c[C_SP_AGE] += 1.0
     prev = c[C_TARGET]
-    if c[C_SP_AGE] > cp[CP_SP_EXPIRE]:
-        tgt = max(0.0, prev - cp[CP_EXPIRE_RATE] * dt)
-    else:
-        tgt = target
+    expired = c[C_SP_AGE] > cp[CP_SP_EXPIRE]
+    tgt = max(0.0, prev - cp[CP_EXPIRE_RATE] * dt) if expired else target
     # Slew the set-point: never faster than the rate-of-rise limit up, the release rate down.
     up = cp[CP_RATE_MAX] * dt
     down = cp[CP_SLEW_DOWN] * dt
@@ -141,4 +139,4 @@ def controller_step(c: F64, cp: F64, dt: float, target: float, fresh: float, cla
         v = v_rate
     v = min(max(v, -cp[CP_VMAX]), cp[CP_VMAX])
     c[C_CMD] = v
-    return v
+    return float(v)

@@ -190,7 +190,8 @@ def load_protocol_file(path: Path) -> Protocol:
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ProtocolError("file", f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        raise ProtocolError("file", f"{path} is not valid {kind}: {exc}") from None
     if not isinstance(data, dict):
         raise ProtocolError("file", f"{path} must hold a mapping of protocol fields")
     return parse_protocol(data)

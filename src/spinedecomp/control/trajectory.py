@@ -273,7 +273,7 @@ class Trajectory:
                 plen = self._phase_len(ph)
                 to_end = self.resolved.duration_s - self.tau
                 k = int(min(left, max(1, math.ceil(min(plen - self.phase_t, to_end) / dt - 1e-9))))
-                t = self.phase_t + dt * np.arange(1, k + 1)
+                t = self.phase_t + dt * np.arange(1, k + 1, dtype=np.float64)
                 target[i:i + k] = self._level_at(ph, t)
                 phase[i:i + k] = ph
                 cycle[i:i + k] = self.cycle
@@ -300,13 +300,13 @@ class Trajectory:
                     self.phase = self._paused_phase
             elif ph is Phase.ENDING:
                 rate = max(self._ramp_rate(), 10.0)
-                t = self.phase_t + dt * np.arange(1, left + 1)
-                lvl = np.maximum(0.0, self._end_from - rate * t)
-                target[i:] = lvl
+                t_end = self.phase_t + dt * np.arange(1, left + 1, dtype=np.float64)
+                ramp = np.maximum(0.0, self._end_from - rate * t_end)
+                target[i:] = ramp
                 phase[i:] = ph
                 cycle[i:] = self.cycle
                 self.phase_t += left * dt
-                self.last_target = float(lvl[-1])
+                self.last_target = float(ramp[-1])
                 if self.last_target <= 0.0:
                     self.phase = Phase.DONE
                 i = n

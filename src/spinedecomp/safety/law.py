@@ -149,7 +149,7 @@ def _timer(z: F64, idx: int, cond: bool, dt: float) -> float:
         z[idx] += dt
     else:
         z[idx] = 0.0
-    return z[idx]
+    return float(z[idx])
 
 
 @njit(cache=True)
@@ -232,9 +232,9 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     # --- travel and angle ---
     if x > zp[ZP_TRAVEL_MAX]:
         _trip(z, alarms, codes.TRAVEL_LIMIT, x, f)
-    if math.isnan(angle) or angle < zp[ZP_ANGLE_MIN] or angle > zp[ZP_ANGLE_MAX]:
-        _trip(z, alarms, codes.ANGLE_FAULT, angle, f)
-    elif _timer(z, Z_T_ANGLE, abs(angle - angle_target) > zp[ZP_ANGLE_TOL], dt) >= zp[ZP_ANGLE_S]:
+    out_of_range = math.isnan(angle) or angle < zp[ZP_ANGLE_MIN] or angle > zp[ZP_ANGLE_MAX]
+    off_target = abs(angle - angle_target) > zp[ZP_ANGLE_TOL]
+    if out_of_range or _timer(z, Z_T_ANGLE, off_target, dt) >= zp[ZP_ANGLE_S]:
         _trip(z, alarms, codes.ANGLE_FAULT, angle, f)
 
     # --- force not following the set-point (e.g. a stalled winch that cannot pay out) ---
@@ -270,8 +270,8 @@ def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
         if z[Z_BELOW_SAFE_T] >= 0.0 and z[Z_T] - z[Z_BELOW_SAFE_T] >= zp[ZP_MOTOR_OFF_DELAY]:
             z[Z_DONE] = 1.0
         return 0.0
-    v = zp[ZP_KR] * (z[Z_REL_TARGET] - f)
-    return min(0.0, max(v, -zp[ZP_VMAX]))
+    v = float(zp[ZP_KR] * (z[Z_REL_TARGET] - f))
+    return min(0.0, max(v, -float(zp[ZP_VMAX])))
 
 
 def new_state() -> F64:

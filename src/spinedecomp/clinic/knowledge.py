@@ -193,9 +193,10 @@ class CourseRange(CitedEntry):
             raise ValueError("min_sessions is above max_sessions")
         if (self.min_weeks is None) != (self.max_weeks is None):
             raise ValueError("give both min_weeks and max_weeks, or neither")
-        if self.min_weeks is not None and self.max_weeks is not None:
-            if self.min_weeks > self.max_weeks:
-                raise ValueError("min_weeks is above max_weeks")
+        if self.min_weeks is not None and self.max_weeks is not None and (
+            self.min_weeks > self.max_weeks
+        ):
+            raise ValueError("min_weeks is above max_weeks")
         return self
 
 
@@ -472,7 +473,7 @@ class PayerRule(CitedEntry):
 
     payer: Payer
     coverage: Coverage
-    note: str  # type: ignore[assignment]  # required here, optional on other entries
+    note: str  # required here, optional on other entries
 
 
 class Costs(_Model):

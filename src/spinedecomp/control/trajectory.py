@@ -103,6 +103,7 @@ class Trajectory:
         self._ramp_from = 0.0
         self._paused_phase = Phase.SLACK
         self._end_from = 0.0
+        self._cycle_start_tau = 0.0
 
     # ---- the final clamp -------------------------------------------------------------------
     @property
@@ -203,8 +204,8 @@ class Trajectory:
 
     def _cycles_left(self) -> int:
         # Cycles that will start from now (including the current one) before the end.
-        remaining = self.resolved.duration_s - (self.tau - self.phase_t)
-        return max(1, int(remaining // self._period()))
+        remaining = self.resolved.duration_s - self._cycle_start_tau
+        return max(1, math.ceil(remaining / self._period() - 1e-9))
 
     def _rest_level(self) -> float:
         return self.settings.rest_force_n
@@ -242,6 +243,7 @@ class Trajectory:
     def _enter(self, phase: Phase, from_level: float | None = None) -> None:
         if phase is Phase.RAMP_UP:
             self._ramp_from = self.last_target if from_level is None else from_level
+            self._cycle_start_tau = self.tau
         self.phase = phase
         self.phase_t = 0.0
 

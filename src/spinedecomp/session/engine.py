@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 RELEASE_TIMEOUT_S = 60.0
+# A pause holds force on the patient; nobody should be left under traction by a forgotten
+# pause, so after this long the session ends with its normal ramp-down.
+MAX_PAUSE_S = 300.0
 
 
 class SoftwareFault(RuntimeError):
@@ -154,6 +157,7 @@ class SessionEngine:
         self._wall = 0.0
         self._release_t0: float | None = None
         self._crash_at: float | None = None
+        self._paused_at: float | None = None
         self._fused = isinstance(table, SimulatedTable)
 
     # ---- bookkeeping -------------------------------------------------------------------
@@ -257,6 +261,7 @@ class SessionEngine:
             if self.state is not SessionState.RUNNING:
                 raise SessionError("pause needs a running session")
             self.trajectory.pause()
+            self._paused_at = self.now
             self._transition(SessionState.PAUSED, cmd.reason or f"paused by {cmd.user}")
         elif cmd.kind == "resume":
             if self.state is not SessionState.PAUSED:
@@ -521,6 +526,12 @@ class SessionEngine:
             if meas >= 0.8 * self.safety.safe_n:
                 self.trajectory.slack_taken_up()
                 self._event("slack", f"slack taken up at {out[-1, COL['position_mm']]:.1f} mm")
+        if self.state is SessionState.PAUSED and self._paused_at is not None and \
+                self.now - self._paused_at > MAX_PAUSE_S:
+            self._paused_at = None
+            self.trajectory.stop()
+            self._transition(SessionState.RUNNING, f"pause longer than {MAX_PAUSE_S:.0f} s: "
+                             "ending the session with its ramp-down")
         if self.state is SessionState.RUNNING and self.trajectory.done and not self._normal_end:
             self._normal_end = True
             z[zl.Z_RELEASE_REQ] = 1.0

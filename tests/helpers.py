@@ -1,0 +1,41 @@
+"""Shared test helpers: build and run short simulated sessions deterministically."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from spinedecomp.control.protocol import Protocol, parse_protocol
+from spinedecomp.session.engine import SessionEngine, SessionResult
+from spinedecomp.session.model import Command, Fault
+from spinedecomp.session.run import SessionSpec, build_engine
+from spinedecomp.session.telemetry import COL
+
+
+def proto(**over: Any) -> Protocol:
+    """A short lumbar intermittent protocol, fields overridable."""
+    base: dict[str, Any] = dict(name="test", region="lumbar", mode="intermittent",
+                                max_force={"value": 45, "unit": "%bw"},
+                                rest_force={"value": 50, "unit": "%max"},
+                                hold_s=30, rest_s=15, ramp_s=10, duration_min=2.5, angle_deg=15)
+    base.update(over)
+    return parse_protocol(base)
+
+
+def run(p: Protocol, weight: float = 80.0, *, edits: list[tuple[float, Command]] | None = None,
+        faults: list[Fault] | None = None, seed: int = 0, rate_hz: float = 1000.0,
+        confirm: bool = True, noise: bool = True) -> tuple[SessionEngine, SessionResult]:
+    """Run a session to its end on the simulated table."""
+    spec = SessionSpec(protocol=p, body_weight_kg=weight, rate_hz=rate_hz, seed=seed,
+                       noise=noise, edits=edits or [], faults=faults or [])
+    eng = build_engine(spec)
+    eng.setup(confirm_high_force=confirm)
+    res = eng.run()
+    return eng, res
+
+
+def force(tel: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """True cable force column."""
+    return tel[:, COL["force_true_n"]]

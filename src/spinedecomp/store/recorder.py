@@ -1,0 +1,163 @@
+"""Ties a running `SessionEngine` to the store.
+
+    rec = SessionRecorder.begin(store, actor="cli", patient_id=3, spec=spec, resolved=resolved)
+    engine = build_engine(spec, sinks=[rec.sink], on_event=rec.on_event, on_alarm=rec.on_alarm)
+    rec.bind(engine)
+    engine.setup(...); engine.run()
+    rec.finish(engine.result(), summary)
+
+`begin` creates the session row (protocol and run settings as JSON) before anything moves,
+under the anonymous demo patient when no patient is given, and starts the telemetry writer,
+which holds the session's lock file (crash detection) and heartbeats every flush. The engine
+callbacks only enqueue. `finish` hands the end state and summary to the writer as its last
+batch, so they reach the database after every sample, or the spool if the database is down.
+
+Storage full: when the writer cannot keep the session's record any more (spool nearly full
+during an outage, or the writer itself failed) the recorder submits an operator stop to the
+engine, reason "telemetry spool full ...", by user "store". The engine's safety monitor then
+latches its operator-stop alarm and releases the table as for any stop: a clear alarm, the
+standard release path, and no change to the engine or the safety code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
+
+from spinedecomp.control.protocol import ResolvedProtocol
+from spinedecomp.session.engine import SessionEngine, SessionResult
+from spinedecomp.session.model import Alarm, Command, Event
+from spinedecomp.session.run import SessionSpec
+from spinedecomp.store.api import Store
+from spinedecomp.store.models import utcnow
+from spinedecomp.store.recovery import lock_path, spool_path, this_host
+from spinedecomp.store.repositories import SessionRecord, SessionStart
+from spinedecomp.store.telemetry_codec import AlarmAck, Finalization
+from spinedecomp.store.telemetry_writer import StoreBackend, TelemetryWriter, WriterStats
+
+log = logging.getLogger(__name__)
+
+STORE_USER = "store"
+
+
+def spec_document(spec: SessionSpec) -> dict[str, Any]:
+    """The run settings of a session as JSON (the protocol is stored on its own)."""
+    return {
+        "rate_hz": spec.rate_hz, "speed": spec.speed, "device": spec.device, "seed": spec.seed,
+        "noise": spec.noise, "split_table": spec.split_table,
+        "confirm_high_force": spec.confirm_high_force,
+        "edits": [{"t": t, "kind": c.kind, "field": c.field, "value": c.value, "reason": c.reason,
+                   "user": c.user} for t, c in spec.edits],
+        "faults": [f.label() for f in spec.faults],
+    }
+
+
+@dataclass(frozen=True)
+class FinishReport:
+    """Where a finished session's record stands."""
+
+    session_id: int
+    stored: bool  # everything is in the database
+    spooled_bytes: int  # waiting in the spool (written on the next start)
+    stats: WriterStats
+
+
+class SessionRecorder:
+    """Records one session (see module docstring)."""
+
+    def __init__(self, store: Store, session: SessionRecord, writer: TelemetryWriter,
+                 actor: str) -> None:
+        self.store = store
+        self.session = session
+        self.writer = writer
+        self.actor = actor
+        self._engine: SessionEngine | None = None
+        self._finished: FinishReport | None = None
+
+    @property
+    def session_id(self) -> int:
+        """The stored session's id."""
+        return self.session.id
+
+    @classmethod
+    def begin(cls, store: Store, *, actor: str, spec: SessionSpec, resolved: ResolvedProtocol,
+              patient_id: int | None = None, plan_id: int | None = None,
+              reason: str | None = None) -> SessionRecorder:
+        """Create the session row and start the writer. Raises if the database is unavailable:
+        a session is not started without its record."""
+        settings = store.settings
+        with store.unit(actor) as uow:
+            pid = patient_id if patient_id is not None else uow.patients.demo().id
+            k = max(1, round(spec.rate_hz / settings.clinical_rate_hz))
+            rec = uow.sessions.create(SessionStart(
+                patient_id=pid, plan_id=plan_id, protocol_name=resolved.protocol.name,
+                region=resolved.region.value, mode=resolved.protocol.mode.value,
+                body_weight_kg=resolved.body_weight_kg, rate_hz=spec.rate_hz,
+                clinical_rate_hz=spec.rate_hz / k, device=spec.device,
+                protocol=resolved.model_dump(mode="json"), spec=spec_document(spec),
+                host=this_host(), pid=os.getpid()), reason=reason)
+        holder: list[SessionRecorder] = []
+        writer = TelemetryWriter(StoreBackend(store, actor), rec.id, rate_hz=spec.rate_hz,
+                                 settings=settings, spool_path=spool_path(settings, rec.id),
+                                 lock_path=lock_path(settings, rec.id),
+                                 on_storage_full=lambda why: holder[0].storage_full(why))
+        recorder = cls(store, rec, writer, actor)
+        holder.append(recorder)
+        writer.start()
+        log.info("session %d recording to %s (clinical record %.0f Hz, black box %.0f s / %.0f s)",
+                 rec.id, store.display_url, writer.clinical_rate_hz, settings.blackbox_pre_s,
+                 settings.blackbox_post_s)
+        return recorder
+
+    def bind(self, engine: SessionEngine) -> None:
+        """The engine whose state is heartbeated and which a storage-full stop goes to."""
+        self._engine = engine
+
+    # ---- engine callbacks (control-loop thread: enqueue only) -------------------------
+    def sink(self, block: npt.NDArray[np.float64]) -> None:
+        """Telemetry block sink."""
+        self.writer.sink(block)
+
+    def on_event(self, event: Event) -> None:
+        """Engine event callback."""
+        state = self._engine.state.value if self._engine is not None else None
+        self.writer.event(event, state)
+
+    def on_alarm(self, alarm: Alarm) -> None:
+        """Engine alarm callback."""
+        self.writer.alarm(alarm)
+
+    # ---- storage full -------------------------------------------------------------------
+    def storage_full(self, reason: str) -> None:
+        """Order a release: the session cannot be recorded any more (writer thread)."""
+        log.error("session %d: %s: operator stop ordered by the store", self.session_id, reason)
+        if self._engine is not None:
+            self._engine.submit(Command(kind="operator-stop", reason=reason, user=STORE_USER))
+
+    # ---- end ---------------------------------------------------------------------------------
+    def finish(self, result: SessionResult, summary: BaseModel | None = None) -> FinishReport:
+        """Write what is left, the end state and the summary; stop the writer."""
+        if self._finished is not None:
+            return self._finished
+        final = Finalization(
+            end_state=result.end_state.value if result.end_state.terminal else "aborted",
+            abort_reason=result.abort_reason if result.end_state.terminal else (
+                result.abort_reason or f"session ended in state {result.end_state.value}"),
+            summary=None if summary is None else summary.model_dump(mode="json"),
+            ended_at=utcnow(), actor=self.actor,
+            acks=[AlarmAck(i + 1, a.acknowledged_by) for i, a in enumerate(result.alarms)
+                  if a.acknowledged])
+        stats = self.writer.close(final)
+        spooled = self.writer.spool.size
+        self._finished = FinishReport(self.session_id, stored=spooled == 0 and stats.crashed is None,
+                                      spooled_bytes=spooled, stats=stats)
+        if spooled:
+            log.error("session %d: %d bytes of its record wait in %s; they are written when the "
+                      "database is back (next start)", self.session_id, spooled, self.writer.spool.path)
+        return self._finished

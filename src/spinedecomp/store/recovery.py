@@ -1,0 +1,163 @@
+"""Start-up recovery: what a process that died (SIGKILL, power cut) left behind.
+
+1. Spool files of sessions whose writer is gone are written to the database (exactly once:
+   each batch carries a sequence number the session row remembers) and then removed.
+2. Sessions still open whose process is gone are marked aborted with reason "process ended
+   unexpectedly", with a final event; their telemetry is compacted.
+
+"Gone" is decided without guessing where possible: a running writer holds an exclusive
+``flock`` on ``<data_dir>/run/session-<id>.lock`` (the kernel drops it when the process
+dies, however it dies). For a session from another host (PostgreSQL shared by several
+machines) only the heartbeat can tell: it is taken as dead once `stale_after_s` old.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from spinedecomp.store.api import Store, is_unavailable
+from spinedecomp.store.models import utcnow
+from spinedecomp.store.repositories import CRASH_REASON, NotFound, SessionRecord
+from spinedecomp.store.settings import StoreSettings
+from spinedecomp.store.telemetry_codec import Batch
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:recovery"
+
+
+def lock_path(settings: StoreSettings, session_id: int) -> Path:
+    """The lock file a running session's writer holds."""
+    return settings.data_dir / "run" / f"session-{session_id}.lock"
+
+
+def spool_path(settings: StoreSettings, session_id: int) -> Path:
+    """The spool file of a session's writer."""
+    return settings.spool_dir / f"session-{session_id}.spool"
+
+
+def this_host() -> str:
+    """The name sessions record as their host."""
+    return socket.gethostname()
+
+
+def lock_is_held(path: Path) -> bool:
+    """True if some process holds the flock on `path` (False if the file is absent)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops our lock, if we got it
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def session_alive(rec: SessionRecord, settings: StoreSettings) -> bool:
+    """Is the process running this session still there?"""
+    if rec.host == this_host():
+        lock = lock_path(settings, rec.id)
+        if lock.exists():
+            return lock_is_held(lock)
+        # lock file elsewhere (another data dir): fall back on the pid and the heartbeat
+        if not pid_alive(rec.pid) or rec.pid == os.getpid():
+            return False
+    seen = rec.last_seen_at or rec.created_at
+    return utcnow() - seen < timedelta(seconds=settings.stale_after_s)
+
+
+@dataclass
+class RecoveryReport:
+    """What the start-up recovery did."""
+
+    replayed: list[int] = field(default_factory=list)
+    aborted: list[int] = field(default_factory=list)
+    skipped_alive: list[int] = field(default_factory=list)
+
+
+def replay_spool(store: Store, path: Path, actor: str = ACTOR) -> int:
+    """Write a spool file's batches to the database; returns batches applied. The file is
+    removed only once every batch is in."""
+    from spinedecomp.store.telemetry_writer import Spool
+
+    spool = Spool(path, max_bytes=1 << 62)
+    applied = 0
+    for payload in spool.records():
+        batch = Batch.from_bytes(payload)
+        with store.unit(actor) as uow:
+            if uow.telemetry.write_batch(batch):
+                applied += 1
+                if batch.final is not None:
+                    uow.sessions.finalize(batch.session_id, batch.final,
+                                          reason=f"session {batch.final.end_state} (written from "
+                                          "the spool after a database outage)")
+    spool.remove()
+    return applied
+
+
+def recover_sessions(store: Store) -> RecoveryReport:
+    """Run the start-up recovery (see module docstring)."""
+    report = RecoveryReport()
+    settings = store.settings
+    if settings.spool_dir.is_dir():
+        for path in sorted(settings.spool_dir.glob("session-*.spool")):
+            try:
+                sid = int(path.stem.split("-", 1)[1])
+            except ValueError:
+                continue
+            if lock_is_held(lock_path(settings, sid)):
+                continue  # its writer is alive and will write it itself
+            try:
+                n = replay_spool(store, path)
+            except NotFound:
+                log.error("spool %s belongs to session %d, which is not in %s: kept", path, sid,
+                          store.display_url)
+                continue
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
+                log.exception("spool %s could not be written: kept for a later attempt", path)
+                continue
+            report.replayed.append(sid)
+            log.warning("session %d: %d spooled telemetry batch(es) written after an outage", sid, n)
+    with store.unit(ACTOR) as uow:
+        open_sessions = uow.sessions.open_sessions()
+    for rec in open_sessions:
+        if session_alive(rec, settings):
+            report.skipped_alive.append(rec.id)
+            continue
+        with store.unit(ACTOR) as uow:
+            done = uow.sessions.mark_aborted(rec.id, CRASH_REASON)
+        if done is None:
+            continue
+        report.aborted.append(rec.id)
+        log.warning("session %d (%s, patient %d) aborted: %s; telemetry kept up to t=%.3f s",
+                    rec.id, rec.protocol_name, rec.patient_id, CRASH_REASON, rec.last_t or 0.0)
+        try:
+            with store.unit(ACTOR) as uow:
+                uow.telemetry.compact(rec.id, settings.chunk_s)
+        except Exception:
+            log.exception("session %d: telemetry compaction failed (data kept as written)", rec.id)
+        lock = lock_path(settings, rec.id)
+        lock.unlink(missing_ok=True)
+    return report

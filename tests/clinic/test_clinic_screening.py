@@ -228,6 +228,30 @@ def test_test_that_cannot_confirm_does_not_count(make_intake: Make) -> None:
     assert "R-CONFIRMED-DIAGNOSIS" in rules(confirmed, Effect.SUPPORTS)
 
 
+def test_nerve_tests_alone_need_imaging(make_intake: Make) -> None:
+    emg_only = screen(
+        make_intake(
+            diagnoses=[{"condition": "radiculopathy"}],
+            diagnostic_results=[{"test": "emg", "supports": ["radiculopathy"]}],
+        )
+    )
+    assert emg_only.decision.status is CandidacyStatus.NEEDS_MORE_INFORMATION
+    reasons = emg_only.decision.reasons_for("R-CONFIRMED-DIAGNOSIS")
+    assert [r.effect for r in reasons] == [Effect.SUPPORTS, Effect.NEEDS_INFORMATION]
+    assert "Confirmed only by nerve tests" in reasons[1].message
+    assert "Magnetic resonance imaging (MRI)" in reasons[1].message
+    with_mri = screen(
+        make_intake(
+            diagnoses=[{"condition": "radiculopathy"}],
+            diagnostic_results=[
+                {"test": "emg", "supports": ["radiculopathy"]},
+                {"test": "mri", "supports": ["radiculopathy"]},
+            ],
+        )
+    )
+    assert with_mri.decision.status is CandidacyStatus.CANDIDATE
+
+
 def test_neuropathy_needs_a_spinal_cause(make_intake: Make) -> None:
     alone = screen(
         make_intake(

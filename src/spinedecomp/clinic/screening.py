@@ -276,12 +276,18 @@ def _contraindication_reasons(
     return reasons, findings
 
 
-def _confirmed(intake: Intake, kb: Knowledge, condition: str) -> bool:
+def _confirming_tests(intake: Intake, kb: Knowledge, condition: str) -> list[str]:
+    """Tests in the intake that confirm ``condition`` and are able to confirm it."""
     indication = kb.indication(condition)
-    return any(
-        result.test in indication.confirmed_by and condition in result.supports
+    return [
+        result.test
         for result in intake.diagnostic_results
-    )
+        if result.test in indication.confirmed_by and condition in result.supports
+    ]
+
+
+def _imaging_confirmed(intake: Intake, kb: Knowledge, condition: str) -> bool:
+    return any(kb.diagnostic_test(t).imaging for t in _confirming_tests(intake, kb, condition))
 
 
 def _diagnosis_reasons(intake: Intake, kb: Knowledge) -> list[Reason]:
@@ -321,33 +327,44 @@ def _diagnosis_reasons(intake: Intake, kb: Knowledge) -> list[Reason]:
             )
         )
         return reasons
-    confirmed = [i for i in decompression_fits if _confirmed(intake, kb, i.id)]
-    unconfirmed = [i for i in decompression_fits if i not in confirmed]
+    confirmed = [i for i in decompression_fits if _confirming_tests(intake, kb, i.id)]
+    imaging = [i for i in confirmed if _imaging_confirmed(intake, kb, i.id)]
     for ind in confirmed:
+        by = ", ".join(kb.diagnostic_test(t).name for t in _confirming_tests(intake, kb, ind.id))
         reasons.append(
             make_reason(
                 "R-CONFIRMED-DIAGNOSIS",
                 Effect.SUPPORTS,
-                f"{ind.name} confirmed by a diagnostic test.",
+                f"{ind.name} confirmed by {by}.",
                 ind.source,
             )
         )
-    if not confirmed:
-        tests = sorted({t for i in unconfirmed for t in i.confirmed_by})
+    # Decompression acts on a structural cause, so at least one diagnosis must be shown on
+    # imaging; nerve tests alone show that a nerve suffers, not why.
+    if not imaging:
+        unconfirmed = [i for i in decompression_fits if i not in imaging]
+        imaging_tests = sorted(
+            {t for i in unconfirmed for t in i.confirmed_by if kb.diagnostic_test(t).imaging}
+        )
+        lead = (
+            "Confirmed only by nerve tests so far"
+            if confirmed
+            else "No diagnosis is confirmed by a diagnostic test yet"
+        )
         reasons.append(
             make_reason(
                 "R-CONFIRMED-DIAGNOSIS",
                 Effect.NEEDS_INFORMATION,
-                "No diagnosis is confirmed by a diagnostic test yet ("
+                f"{lead} ("
                 + ", ".join(i.name for i in unconfirmed)
-                + "). Confirming tests: "
-                + ", ".join(kb.diagnostic_test(t).name for t in tests)
+                + "). Imaging that can confirm it: "
+                + ", ".join(kb.diagnostic_test(t).name for t in imaging_tests)
                 + ".",
                 cite(*(i.source for i in unconfirmed)),
             )
         )
     neuropathy = [i for i in decompression_fits if i.requires_spinal_cause]
-    spinal_causes = [i for i in confirmed if not i.requires_spinal_cause]
+    spinal_causes = [i for i in imaging if not i.requires_spinal_cause]
     if neuropathy and not spinal_causes:
         reasons.append(
             make_reason(
@@ -406,7 +423,8 @@ def _care_reasons(intake: Intake, kb: Knowledge) -> list[Reason]:
         )
     else:
         tried = ", ".join(
-            f"{kb.care_option(t.option).name.lower()} ({t.weeks:g} weeks, "
+            f"{kb.care_option(t.option).name.lower()} ({t.weeks:g} week"
+            f"{'' if t.weeks == 1 else 's'}, "
             f"{t.result.value.replace('_', ' ')})"
             for t in first_line
         )

@@ -24,6 +24,9 @@ def _register_all() -> None:
     protocol_cli.register(app)
     session_cli.register(app)
     screen.register(app)
+    from spinedecomp.cli import device as device_cli
+
+    device_cli.register(app)
 
 
 @app.callback()

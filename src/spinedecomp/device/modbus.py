@@ -8,8 +8,10 @@ simulator, one period at a time:
 
 Per period there is one batched read of the readings block (function 4, 21 registers) and
 one batched write of the command block (function 16, 8 registers, heartbeat included). The
-engine reads twice per period (before control, and for telemetry after the write); a frame
-younger than half a period is current, so the second read is answered from the first.
+engine reads twice per period: before control, and for telemetry after `advance`. `advance`
+ends the period, so the read right after it is answered with this period's frame, and the
+read after that (the next period's) reads the table. Counting, not timing, decides: a late,
+catching-up loop still reads fresh values every period.
 
 Link faults never raise out of `read`/`write`: every timeout, refused or dropped connection,
 malformed reply or exception answer becomes a `SensorFrame` with `comm_ok=False` carrying the
@@ -119,8 +121,8 @@ class ModbusTable:
         self.stats = LinkStats()
         self._info = _info(identity)
         self._frame = _frame(readings, True)
-        self._frame_t = time.monotonic()
         self._dt = 0.0
+        self._period_done = False
         self._hb = 0
         self._released = False
         self._link_lost = False  # latched for the life of this object (one session)
@@ -129,7 +131,7 @@ class ModbusTable:
         self._backoff = policy.backoff_s
         self._next_attempt = 0.0
         self._sample = readings.sample
-        self._sample_t = self._frame_t
+        self._sample_t = time.monotonic()
         self._faults = readings.faults
         self._angle_cmd = readings.angle_deg if math.isfinite(readings.angle_deg) else 0.0
         self._warned_stale = False
@@ -221,12 +223,11 @@ class ModbusTable:
 
     def read(self) -> SensorFrame:
         """Raw sensors now (one Modbus read per period; see the module docstring)."""
-        now = time.monotonic()
-        if self._dt > 0.0 and now - self._frame_t < 0.5 * self._dt:
+        if self._period_done:
+            # The telemetry read after `advance`: this period's frame.
+            self._period_done = False
             return self._frame
-        self._frame = self._fetch(now)
-        self._frame_t = now
-        return self._frame
+        return self._fresh()
 
     def write(self, cmd: ActuatorCommand) -> None:
         """Send the period's command and a new heartbeat in one write."""
@@ -255,8 +256,9 @@ class ModbusTable:
                 self.stats.latencies_s.append(time.perf_counter() - t0)
 
     def advance(self, dt: float) -> None:
-        """A real table runs on its own; only the period length is noted."""
+        """A real table runs on its own: this only marks the end of the period."""
         self._dt = dt
+        self._period_done = True
 
     def test_patient_switch(self) -> bool:
         """Set-up check: the switch is idle, then the patient presses and releases it (the
@@ -342,7 +344,6 @@ class ModbusTable:
 
     def _fresh(self) -> SensorFrame:
         self._frame = self._fetch(time.monotonic())
-        self._frame_t = time.monotonic()
         return self._frame
 
     def _stale(self) -> SensorFrame:

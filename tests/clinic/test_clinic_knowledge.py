@@ -251,3 +251,10 @@ def test_look_up_of_unknown_id_raises() -> None:
     kb = load_knowledge()
     with pytest.raises(KeyError, match="no rule"):
         kb.rule("R-NOPE")
+
+
+def test_docs_describe_every_rule() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "clinic.md"
+    text = docs.read_text()
+    missing = [r.id for r in load_knowledge().rules if f"`{r.id}`" not in text]
+    assert missing == []

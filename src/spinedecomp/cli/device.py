@@ -60,6 +60,9 @@ def serve(
         sim.start()
     except OSError as exc:
         fail(f"cannot serve on {host}:{port}: {exc}")
+    # This process only serves the table: hand the GIL between the physics thread and the
+    # server thread every 0.5 ms instead of 5 ms, so a request never waits out a physics step.
+    sys.setswitchinterval(0.0005)
     stop = threading.Event()
 
     def _on_signal(_signum: int, _frame: FrameType | None) -> None:

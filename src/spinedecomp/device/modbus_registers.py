@@ -171,7 +171,7 @@ READINGS = Block("readings", RegisterTable.INPUT, 0, (
       "answers 0x8000_0000", invalid=True),
     F("DISTRACTION", 18, Kind.I32, 0.01, "mm", "simulator only: spinal distraction; a real table "
       "answers 0x8000_0000", invalid=True),
-    F("GUARDING", 20, Kind.U16, 0.0001, "0-1", "simulator only: muscle guarding activation; "
+    F("GUARDING", 20, Kind.U16, 0.0001, "fraction", "simulator only: muscle guarding activation; "
       "a real table answers 0xFFFF", invalid=True),
 ))
 

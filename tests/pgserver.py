@@ -8,6 +8,7 @@ with the directory handed over to that user.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -93,10 +94,8 @@ class PgServer:
 
     def close(self) -> None:
         """Stop and remove everything."""
-        try:
+        with contextlib.suppress(RuntimeError):
             self.stop()
-        except RuntimeError:
-            pass
         self.cleanup()
 
     def url(self, dbname: str = "postgres") -> str:

@@ -39,7 +39,12 @@ from spinedecomp.store.models import utcnow
 from spinedecomp.store.recovery import lock_path, spool_path, this_host
 from spinedecomp.store.repositories import SessionRecord, SessionStart
 from spinedecomp.store.telemetry_codec import AlarmAck, Finalization
-from spinedecomp.store.telemetry_writer import StoreBackend, TelemetryWriter, WriterStats
+from spinedecomp.store.telemetry_writer import (
+    StoreBackend,
+    TelemetryWriter,
+    WriterBackend,
+    WriterStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +93,10 @@ class SessionRecorder:
     @classmethod
     def begin(cls, store: Store, *, actor: str, spec: SessionSpec, resolved: ResolvedProtocol,
               patient_id: int | None = None, plan_id: int | None = None,
-              reason: str | None = None) -> SessionRecorder:
+              reason: str | None = None, backend: WriterBackend | None = None) -> SessionRecorder:
         """Create the session row and start the writer. Raises if the database is unavailable:
-        a session is not started without its record."""
+        a session is not started without its record. `backend` is where the writer's batches
+        go (default: this store)."""
         settings = store.settings
         with store.unit(actor) as uow:
             pid = patient_id if patient_id is not None else uow.patients.demo().id
@@ -103,7 +109,7 @@ class SessionRecorder:
                 protocol=resolved.model_dump(mode="json"), spec=spec_document(spec),
                 host=this_host(), pid=os.getpid()), reason=reason)
         holder: list[SessionRecorder] = []
-        writer = TelemetryWriter(StoreBackend(store, actor), rec.id, rate_hz=spec.rate_hz,
+        writer = TelemetryWriter(backend or StoreBackend(store, actor), rec.id, rate_hz=spec.rate_hz,
                                  settings=settings, spool_path=spool_path(settings, rec.id),
                                  lock_path=lock_path(settings, rec.id),
                                  on_storage_full=lambda why: holder[0].storage_full(why))

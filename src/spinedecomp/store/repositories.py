@@ -869,19 +869,18 @@ class TelemetryRepository:
         written = 0
         for stream in ("clinical", "fullrate"):
             segs = self._segments(session_id, stream)
-            if len(segs) < 2:
+            if not segs:
                 continue
             rate = segs[0].rate_hz
             chunk_rows = max(1, round(chunk_s * rate))
-            total = sum(s.n_rows for s in segs)
-            if len(segs) <= -(-total // chunk_rows):
-                continue  # already compact
             rows = self._concat(segs, segs[0].n_cols)
             # split where time jumps (separate black-box windows), then into chunk_rows pieces
             gaps = np.flatnonzero(np.diff(rows[:, 0]) > 1.5 / rate) + 1
             pieces: list[F64] = []
             for run in np.split(rows, gaps):
                 pieces.extend(run[i:i + chunk_rows] for i in range(0, run.shape[0], chunk_rows))
+            if [p.shape[0] for p in pieces] == [s.n_rows for s in segs]:
+                continue  # already compact
             self._s.execute(delete(TelemetryChunk).where(TelemetryChunk.session_id == session_id,
                                                          TelemetryChunk.stream == stream))
             new = [Segment.of(stream, p, rate) for p in pieces if p.shape[0]]

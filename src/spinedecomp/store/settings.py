@@ -49,6 +49,10 @@ class StoreSettings(BaseSettings):
                                  description="Local spool capacity while the database is down.")
     retry_s: float = Field(default=1.0, gt=0.0, le=60.0,
                            description="How often the writer retries an unavailable database.")
+    close_retry_s: float = Field(default=5.0, ge=0.0, le=600.0,
+                                 description="At the end of a session, how long the writer keeps "
+                                 "retrying an unavailable database before leaving the spool for "
+                                 "the next start.")
     stale_after_s: float = Field(default=120.0, gt=0.0,
                                  description="A session from another host whose heartbeat is this "
                                  "old is taken as crashed.")

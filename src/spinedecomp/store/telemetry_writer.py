@@ -19,7 +19,8 @@ session carries on; the writer retries every `retry_s` and writes the spool in o
 the database is back (each batch exactly once). When the spool passes 90% of its capacity
 the writer calls `on_storage_full` once (the recorder orders an operator-stop release with
 the reason) and keeps the last 10% for the release; past 100% a batch cannot be kept and is
-counted as lost. The writer also calls `on_storage_full` if it crashes.
+counted as lost (the batch's events, alarms and the session's end are still kept). The writer
+also calls `on_storage_full` if it crashes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -63,7 +64,6 @@ F64 = npt.NDArray[np.float64]
 TRIGGER_KINDS = frozenset({"edit", "command", "fault", "rejected", "confirm"})
 HEARTBEAT_S = 1.0
 SPOOL_WARN_FRACTION = 0.9
-CLOSE_RETRY_S = 5.0
 
 _MAGIC = b"SDSP"
 _HEAD = struct.Struct("<4sII")  # magic, payload length, crc32
@@ -411,7 +411,7 @@ class TelemetryWriter:
 
     def _deliver(self, batch: Batch) -> None:
         if self._down_since is not None:
-            if time.monotonic() >= self._next_retry:
+            if batch.final is not None or time.monotonic() >= self._next_retry:
                 self._replay()
             if self._down_since is not None:
                 self._to_spool(batch)
@@ -463,11 +463,13 @@ class TelemetryWriter:
     def _to_spool(self, batch: Batch) -> None:
         payload = batch.to_bytes()
         if not self.spool.fits(len(payload)):
+            # Past capacity the telemetry rows go; the batch's events, alarms, windows and the
+            # session's end (a few hundred bytes) are always kept.
             self.stats.rows_lost += batch.rows
-            log.error("session %d: telemetry spool full (%d bytes): batch %d (%d rows) not kept",
-                      self.session_id, self.spool.size, batch.seq, batch.rows)
+            log.error("session %d: telemetry spool full (%d bytes): %d rows of batch %d not kept",
+                      self.session_id, self.spool.size, batch.rows, batch.seq)
             self._signal_full("telemetry spool full while the database is unavailable")
-            return
+            payload = replace(batch, segments=[]).to_bytes()
         self.spool.append(payload)
         self.stats.batches_spooled += 1
         if self.spool.size >= SPOOL_WARN_FRACTION * self.spool.max_bytes:
@@ -489,7 +491,7 @@ class TelemetryWriter:
                 log.exception("session %d: storage-full callback failed", self.session_id)
 
     def _finish(self) -> None:
-        deadline = time.monotonic() + CLOSE_RETRY_S
+        deadline = time.monotonic() + self.settings.close_retry_s
         while self._down_since is not None and time.monotonic() < deadline:
             self._next_retry = 0.0
             self._replay()
@@ -499,6 +501,8 @@ class TelemetryWriter:
             log.error("session %d: database still unavailable; %d bytes of telemetry stay in %s and "
                       "are written on the next start", self.session_id, self.spool.size, self.spool.path)
             return
+        if self._p.events:  # the note about the database coming back, made after the last batch
+            self._flush()
         try:
             self.backend.compact(self.session_id)
         except Exception:

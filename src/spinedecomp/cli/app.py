@@ -27,6 +27,14 @@ def _register_all() -> None:
     from spinedecomp.cli import device as device_cli
 
     device_cli.register(app)
+    # store: db upgrade|status, patient add|list|show, session list|show|export
+    from spinedecomp.cli import db as db_cli
+    from spinedecomp.cli import patient as patient_cli
+    from spinedecomp.cli import sessions_store
+
+    db_cli.register(app)
+    patient_cli.register(app)
+    sessions_store.register(app)
 
 
 @app.callback()

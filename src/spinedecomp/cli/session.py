@@ -8,9 +8,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from spinedecomp.cli.common import err, fail, out, print_json
 from spinedecomp.cli.protocol import load_any
@@ -24,6 +26,9 @@ from spinedecomp.session.faults import parse_fault
 from spinedecomp.session.run import SessionSpec, build_engine
 from spinedecomp.session.summary import SessionSummary, summarize
 from spinedecomp.session.telemetry import COL
+
+if TYPE_CHECKING:
+    from spinedecomp.store.recorder import SessionRecorder
 
 session_app = typer.Typer(help="Treatment sessions.", no_args_is_help=True)
 
@@ -140,10 +145,17 @@ def simulate(
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Confirm forces above 18 kg at set-up (else they are held)."),
     device: str = typer.Option("sim", "--device", help="sim or modbus://HOST:PORT."),
+    patient: str | None = typer.Option(
+        None, "--patient", help="Store the session for this patient (id or clinic code); "
+        "without it the session is stored under the anonymous demo patient."),
+    store_it: bool = typer.Option(True, "--store/--no-store",
+                                  help="Record the session in the clinic database."),
 ) -> None:
     """Run a protocol closed-loop and show what happened."""
     if fmt not in ("csv", "parquet"):
         fail(f"--format must be csv or parquet, got '{fmt}'")
+    if patient is not None and not store_it:
+        fail("--patient needs the store (drop --no-store)")
     try:
         proto = load_any(protocol)
         spec = SessionSpec(protocol=proto, body_weight_kg=weight_kg, rate_hz=rate_hz,
@@ -152,8 +164,14 @@ def simulate(
                            edits=[parse_edit(e) for e in edit],
                            faults=[parse_fault(f) for f in fault])
         engine = build_engine(spec)
+    except SpinedecompError as exc:
+        fail(str(exc))
+    recorder = start_recording(engine, spec, patient) if store_it else None
+    try:
         engine.setup(confirm_high_force=confirm)
     except SpinedecompError as exc:
+        if recorder is not None:
+            recorder.finish(engine.result())
         fail(str(exc))
     t0 = time.perf_counter()
     try:
@@ -161,6 +179,8 @@ def simulate(
     except (KeyboardInterrupt, SessionInterrupted):
         err.print("[yellow]interrupted: the table was released[/]")
     summary = summarize(engine.result(), engine.resolved)
+    if recorder is not None:
+        finish_recording(recorder, engine, summary)
     outputs = write_outputs(summary, engine, out_dir, fmt)
     if as_json:
         print_json(summary)
@@ -172,6 +192,45 @@ def simulate(
     _ = time.perf_counter() - t0
     if summary.end_state != "completed" and not as_json:
         raise SystemExit(1)
+
+
+def start_recording(engine: SessionEngine, spec: SessionSpec, patient: str | None,
+                    plan_id: int | None = None) -> SessionRecorder:
+    """Create the stored session and attach its recorder to the engine (before set-up), or
+    exit with a clear message (a session is not started without its record)."""
+    from spinedecomp.cli.db import cli_actor, open_store
+    from spinedecomp.cli.patient import find_patient
+    from spinedecomp.store.recorder import SessionRecorder
+    from spinedecomp.store.repositories import StoreError
+
+    store = open_store()
+    actor = cli_actor()
+    try:
+        patient_id: int | None = None
+        if patient is not None:
+            with store.unit(actor) as uow:
+                patient_id = find_patient(uow, patient).id
+        recorder = SessionRecorder.begin(store, actor=actor, spec=spec, resolved=engine.resolved,
+                                         patient_id=patient_id, plan_id=plan_id)
+    except (StoreError, SQLAlchemyError) as exc:
+        store.close()
+        fail(f"cannot record the session in {store.display_url}: {str(exc).splitlines()[0]} "
+             "(use --no-store to run without a record)")
+    recorder.attach(engine)
+    return recorder
+
+
+def finish_recording(recorder: SessionRecorder, engine: SessionEngine,
+                     summary: SessionSummary) -> None:
+    """Write the end of the session and say where it is."""
+    report = recorder.finish(engine.result(), summary)
+    recorder.store.close()
+    if report.stored:
+        err.print(f"stored as session {report.session_id} in {recorder.store.display_url}")
+    else:
+        err.print(f"[yellow]session {report.session_id}: the database was unavailable at the end; "
+                  f"{report.spooled_bytes} bytes wait in the local spool and are written on the "
+                  "next start[/]")
 
 
 def register(app: typer.Typer) -> None:

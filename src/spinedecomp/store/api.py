@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -26,6 +27,9 @@ from spinedecomp.store import migrate
 from spinedecomp.store.db import create_db_engine, is_sqlite
 from spinedecomp.store.repositories import StoreError, UnitOfWork
 from spinedecomp.store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from spinedecomp.store.recovery import RecoveryReport
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class Store:
         self.engine = engine
         self.settings = settings
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.recovery: RecoveryReport | None = None  # what the start-up recovery did
 
     @classmethod
     def open(cls, settings: StoreSettings | None = None, *, url: str | None = None,
@@ -67,7 +72,7 @@ class Store:
             if recover:
                 from spinedecomp.store.recovery import recover_sessions
 
-                recover_sessions(store)
+                store.recovery = recover_sessions(store)
         except BaseException as exc:
             engine.dispose()
             if is_unavailable(exc):

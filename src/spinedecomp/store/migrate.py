@@ -49,7 +49,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
     after = current_revision(engine)
     if before != after:
-        log.warning("database schema upgraded: %s -> %s", before or "empty", after)
+        log.info("database schema upgraded: %s -> %s", before or "empty", after)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

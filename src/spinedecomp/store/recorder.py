@@ -122,8 +122,29 @@ class SessionRecorder:
         return recorder
 
     def bind(self, engine: SessionEngine) -> None:
-        """The engine whose state is heartbeated and which a storage-full stop goes to."""
+        """The engine whose state is heartbeated and which a storage-full stop goes to (use
+        when the engine was built with this recorder's sink and callbacks)."""
         self._engine = engine
+
+    def attach(self, engine: SessionEngine) -> None:
+        """Connect to an engine built without the recorder: add the sink, chain the event and
+        alarm callbacks, and `bind`. Do it before `setup`, so no event is missed."""
+        engine.sinks.append(self.sink)
+        prev_event, prev_alarm = engine.on_event, engine.on_alarm
+
+        def on_event(ev: Event) -> None:
+            self.on_event(ev)
+            if prev_event is not None:
+                prev_event(ev)
+
+        def on_alarm(alarm: Alarm) -> None:
+            self.on_alarm(alarm)
+            if prev_alarm is not None:
+                prev_alarm(alarm)
+
+        engine.on_event = on_event
+        engine.on_alarm = on_alarm
+        self.bind(engine)
 
     # ---- engine callbacks (control-loop thread: enqueue only) -------------------------
     def sink(self, block: npt.NDArray[np.float64]) -> None:
@@ -147,6 +168,13 @@ class SessionRecorder:
             self._engine.submit(Command(kind="operator-stop", reason=reason, user=STORE_USER))
 
     # ---- end ---------------------------------------------------------------------------------
+    def abandon(self, reason: str) -> FinishReport:
+        """End the record of a session that never ran (set-up failed): aborted, with why."""
+        if self._finished is not None:
+            return self._finished
+        return self._close(Finalization(end_state="aborted", abort_reason=reason, summary=None,
+                                        ended_at=utcnow(), actor=self.actor))
+
     def finish(self, result: SessionResult, summary: BaseModel | None = None) -> FinishReport:
         """Write what is left, the end state and the summary; stop the writer."""
         if self._finished is not None:
@@ -159,6 +187,9 @@ class SessionRecorder:
             ended_at=utcnow(), actor=self.actor,
             acks=[AlarmAck(i + 1, a.acknowledged_by) for i, a in enumerate(result.alarms)
                   if a.acknowledged])
+        return self._close(final)
+
+    def _close(self, final: Finalization) -> FinishReport:
         stats = self.writer.close(final)
         spooled = self.writer.spool.size
         self._finished = FinishReport(self.session_id, stored=spooled == 0 and stats.crashed is None,

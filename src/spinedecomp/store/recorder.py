@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -152,9 +153,17 @@ class SessionRecorder:
         self.writer.sink(block)
 
     def on_event(self, event: Event) -> None:
-        """Engine event callback."""
-        state = self._engine.state.value if self._engine is not None else None
-        self.writer.event(event, state)
+        """Engine event callback. The session's `started_at` is the wall time of the session's
+        t=0: with a wall clock that is when the clock started (the loop catches up from there),
+        so ``started_at + t / speed`` is when a sample was taken."""
+        engine = self._engine
+        state = engine.state.value if engine is not None else None
+        wall = utcnow()
+        if engine is not None and state == "running" and not engine.clock.simulated:
+            clock_wall = getattr(engine.clock, "wall", None)
+            if callable(clock_wall):
+                wall -= timedelta(seconds=float(clock_wall()) - event.t / getattr(engine.clock, "speed", 1.0))
+        self.writer.event(event, state, wall)
 
     def on_alarm(self, alarm: Alarm) -> None:
         """Engine alarm callback."""

@@ -235,9 +235,9 @@ class TelemetryWriter:
         """A telemetry block from the engine (copied: the engine may reuse its buffer)."""
         self._q.append(_Rows(block.copy()))
 
-    def event(self, event: Event, state: str | None = None) -> None:
-        """An engine event, with the engine state right after it."""
-        self._q.append(_Ev(event, state, utcnow()))
+    def event(self, event: Event, state: str | None = None, wall: datetime | None = None) -> None:
+        """An engine event, with the engine state right after it and its wall time (now)."""
+        self._q.append(_Ev(event, state, wall or utcnow()))
 
     def alarm(self, alarm: Alarm) -> None:
         """An engine alarm."""

@@ -158,6 +158,11 @@ def screen(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
+    patient: Annotated[
+        str | None,
+        typer.Option("--patient", help="Store the intake, decision, plan and cost estimate "
+                     "for this patient (id or clinic code)."),
+    ] = None,
 ) -> None:
     """Screen a patient intake: decision, pathway, plan, cost and patient summary."""
     out = Console(soft_wrap=False)
@@ -179,10 +184,27 @@ def screen(
         else:
             err.print(f"[bold red]error:[/bold red] {escape(message)}")
         raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+    if patient is not None:
+        _store(patient, intake, report, err)
     if json_output:
         typer.echo(json.dumps(report.model_dump(mode="json")))
     else:
         _print_report(out, report)
+
+
+def _store(patient: str, intake_path: Path, report: ClinicReport, err: Console) -> None:
+    """Store the screening for a patient (audited); exits with a clear message on failure."""
+    from spinedecomp.cli.db import cli_actor, open_store
+    from spinedecomp.cli.patient import find_patient, store_screening
+
+    intake = load_intake(intake_path)
+    with open_store() as store, store.unit(cli_actor()) as uow:
+        p = find_patient(uow, patient)
+        ids = store_screening(uow, p.id, intake, report,
+                              reason=f"screened from {intake_path.name}")
+    err.print(f"stored for patient {p.code}: intake {ids.intake_id}, decision {ids.decision_id}"
+              + (f", plan {ids.plan_id}" if ids.plan_id else "")
+              + (f", cost estimate {ids.cost_id}" if ids.cost_id else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -139,8 +139,10 @@ class Trajectory:
                 raise ProtocolError(field, f"must be within {rng.lo:g}-{rng.hi:g} deg")
         elif field == "clinician_cap_n":
             hi = min(self.resolved.cap_n, self.limits.force.absolute.hi)
-            if not 0.0 < value <= hi:
-                raise ProtocolError(field, f"must be within 0-{hi:.0f} N")
+            # Below twice the safe rest force a harness cannot even be kept snug.
+            lo = 2.0 * self.limits.safe_rest_force_n
+            if not lo <= value <= hi:
+                raise ProtocolError(field, f"must be within {lo:.0f}-{hi:.0f} N")
         self.settings = replace(s, **{field: value})
         if field == "clinician_cap_n" and self.settings.max_force_n > value:
             self.settings = replace(self.settings, max_force_n=value,

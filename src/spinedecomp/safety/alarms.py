@@ -67,6 +67,10 @@ _SPECS = (
               "unhandled error or signal in the session process", _RELEASE),
     AlarmSpec(codes.STORAGE_FULL, "storage-full", Priority.MEDIUM, True,
               "telemetry spool full while the database is unavailable", _RELEASE),
+    AlarmSpec(codes.SLACK_TIMEOUT, "slack-timeout", Priority.MEDIUM, True,
+              "harness slack not taken up (harness loose or cable broken?)", _RELEASE),
+    AlarmSpec(codes.OVERRUN, "overrun", Priority.MEDIUM, True,
+              "session ran far past its planned duration", _RELEASE),
     AlarmSpec(codes.TRACKING, "tracking", Priority.HIGH, True,
               "force stays above the set-point (winch not paying out)", _RELEASE),
 )

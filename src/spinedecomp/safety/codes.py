@@ -24,4 +24,6 @@ SOFTWARE_FAULT = 15  # unhandled exception or signal in the session process
 STORAGE_FULL = 16  # telemetry spool full while the database is away
 END_OF_SESSION = 17  # not an alarm: the normal final release
 TRACKING = 18  # force stays well above the set-point: the table is not letting go
-N_CODES = 19
+SLACK_TIMEOUT = 19  # harness slack not taken up: harness loose or cable broken
+OVERRUN = 20  # the session ran far past its planned duration
+N_CODES = 21

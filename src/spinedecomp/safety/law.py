@@ -66,6 +66,9 @@ Z_T_COMM = 21
 Z_HB_LAST = 22
 Z_T_HB = 23
 Z_T_TRACK = 31
+Z_BAD_A = 32  # 1 once channel A was judged frozen or invalid: no longer trusted
+Z_BAD_B = 33
+Z_MOTOR_OFF_T = 34  # time the motor was disabled
 Z_NALARM = 24  # alarms recorded so far
 Z_RAISED = 25  # bit-set of codes already raised (each code is raised once per session)
 Z_MAX_F = 26  # highest force seen, N
@@ -73,7 +76,7 @@ Z_RELEASE_REQ = 27  # 1 = a normal release (end of session) was requested, no al
 Z_T = 28  # monitor's time, s
 Z_FIRST_CMD_T = 29  # time of the first release command, s
 Z_DONE = 30  # 1 when the release is complete and the motor is off
-N_ZSTATE = 32
+N_ZSTATE = 35
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -133,14 +136,18 @@ def _raise(z: F64, alarms: npt.NDArray[np.float64], code: int, value: float, for
 
 
 @njit(cache=True)
-def _trip(z: F64, alarms: npt.NDArray[np.float64], code: int, value: float, force: float) -> None:
+def _trip(z: F64, alarms: npt.NDArray[np.float64], code: int, value: float, force: float,
+          clamp: float) -> None:
     if code != codes.END_OF_SESSION:
         _raise(z, alarms, code, value, force)
     if z[Z_TRIPPED] == 0.0:
         z[Z_TRIPPED] = code
         z[Z_TRIP_T] = z[Z_T]
-        z[Z_REL_F0] = force
-        z[Z_REL_TARGET] = force
+        # The ramp starts no higher than the clamp: a reading above it (a spike) is not a
+        # force to release slowly from.
+        start = min(force, clamp)
+        z[Z_REL_F0] = start
+        z[Z_REL_TARGET] = start
 
 
 @njit(cache=True)
@@ -156,13 +163,15 @@ def _timer(z: F64, idx: int, cond: bool, dt: float) -> float:
 def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x: float,
                 angle: float, angle_target: float, sw_a: float, sw_b: float, op_stop: float,
                 heartbeat: float, comm_ok: float, clamp: float, ctrl_cmd: float,
-                target: float) -> float:
+                target: float, ext_code: float) -> float:
     """Check one period's raw sensors. Returns the velocity command the actuator must get:
     the controller's `ctrl_cmd` while all is well, the release law's once tripped."""
     z[Z_T] += dt
-    va = not math.isnan(fa) and zp[ZP_SENSOR_MIN] <= fa <= zp[ZP_SENSOR_MAX]
-    vb = not math.isnan(fb) and zp[ZP_SENSOR_MIN] <= fb <= zp[ZP_SENSOR_MAX]
-    # The monitor's force: the higher valid channel, so one failed-low cell cannot hide load.
+    in_a = not math.isnan(fa) and zp[ZP_SENSOR_MIN] <= fa <= zp[ZP_SENSOR_MAX]
+    in_b = not math.isnan(fb) and zp[ZP_SENSOR_MIN] <= fb <= zp[ZP_SENSOR_MAX]
+    va = in_a and z[Z_BAD_A] == 0.0
+    vb = in_b and z[Z_BAD_B] == 0.0
+    # The monitor's force: the higher trusted channel, so one failed-low cell cannot hide load.
     if va and vb:
         f = max(fa, fb)
     elif va:
@@ -178,22 +187,24 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     z[Z_RATE] = (z[Z_FILT] - z[Z_PREV_FILT]) / dt
 
     # --- invalid samples (NaN or out of range), 2 consecutive ---
-    z[Z_INVALID_A] = 0.0 if va else z[Z_INVALID_A] + 1.0
-    z[Z_INVALID_B] = 0.0 if vb else z[Z_INVALID_B] + 1.0
+    z[Z_INVALID_A] = 0.0 if in_a else z[Z_INVALID_A] + 1.0
+    z[Z_INVALID_B] = 0.0 if in_b else z[Z_INVALID_B] + 1.0
     if z[Z_INVALID_A] >= 2.0:
-        _trip(z, alarms, codes.SENSOR_INVALID, fa, f)
+        z[Z_BAD_A] = 1.0
+        _trip(z, alarms, codes.SENSOR_INVALID, fa, f, clamp)
     if z[Z_INVALID_B] >= 2.0:
-        _trip(z, alarms, codes.SENSOR_INVALID, fb, f)
+        z[Z_BAD_B] = 1.0
+        _trip(z, alarms, codes.SENSOR_INVALID, fb, f, clamp)
 
     # --- patient switch: either channel trips at once ---
     pressed_a = sw_a < 0.5
     pressed_b = sw_b > 0.5
     if pressed_a or pressed_b:
-        _trip(z, alarms, codes.PATIENT_SWITCH, sw_a + 2.0 * sw_b, f)
+        _trip(z, alarms, codes.PATIENT_SWITCH, sw_a + 2.0 * sw_b, f, clamp)
     if _timer(z, Z_T_SWDIS, pressed_a != pressed_b, dt) >= zp[ZP_SW_DISAGREE_S]:
-        _trip(z, alarms, codes.SWITCH_DISAGREE, sw_a + 2.0 * sw_b, f)
+        _trip(z, alarms, codes.SWITCH_DISAGREE, sw_a + 2.0 * sw_b, f, clamp)
     if op_stop > 0.5:
-        _trip(z, alarms, codes.OPERATOR_STOP, op_stop, f)
+        _trip(z, alarms, codes.OPERATOR_STOP, op_stop, f, clamp)
 
     # --- force limits ---
     fmax_raw = -1.0
@@ -202,48 +213,54 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     if vb and fb > fmax_raw:
         fmax_raw = fb
     if fmax_raw > zp[ZP_ABS_LIMIT]:
-        _trip(z, alarms, codes.DEVICE_LIMIT, fmax_raw, f)
+        _trip(z, alarms, codes.DEVICE_LIMIT, fmax_raw, f, clamp)
     over = clamp + max(zp[ZP_OVER_MARGIN_N], zp[ZP_OVER_MARGIN_REL] * clamp)
     if _timer(z, Z_T_OVER, f > over, dt) >= zp[ZP_OVERFORCE_S]:
-        _trip(z, alarms, codes.OVERFORCE, f, f)
+        _trip(z, alarms, codes.OVERFORCE, f, f, clamp)
     if _timer(z, Z_T_RATE, z[Z_RATE] > zp[ZP_RATE_LIMIT], dt) >= zp[ZP_RATE_S]:
-        _trip(z, alarms, codes.RATE_OF_RISE, z[Z_RATE], f)
+        _trip(z, alarms, codes.RATE_OF_RISE, z[Z_RATE], f, clamp)
 
     # --- sensor plausibility ---
     if va and vb:
         diff = abs(fa - fb)
         lim = max(zp[ZP_DISAGREE_N], zp[ZP_DISAGREE_REL] * 0.5 * (fa + fb))
         if _timer(z, Z_T_DISAGREE, diff > lim, dt) >= zp[ZP_DISAGREE_S]:
-            _trip(z, alarms, codes.LOADCELL_DISAGREE, diff, f)
+            _trip(z, alarms, codes.LOADCELL_DISAGREE, diff, f, clamp)
     if _timer(z, Z_FROZEN_A, fa == z[Z_LAST_A], dt) >= zp[ZP_FROZEN_S]:
-        _trip(z, alarms, codes.SENSOR_FROZEN, fa, f)
+        z[Z_BAD_A] = 1.0
+        _trip(z, alarms, codes.SENSOR_FROZEN, fa, f, clamp)
     if _timer(z, Z_FROZEN_B, fb == z[Z_LAST_B], dt) >= zp[ZP_FROZEN_S]:
-        _trip(z, alarms, codes.SENSOR_FROZEN, fb, f)
+        z[Z_BAD_B] = 1.0
+        _trip(z, alarms, codes.SENSOR_FROZEN, fb, f, clamp)
     z[Z_LAST_A] = fa
     z[Z_LAST_B] = fb
 
     # --- controller heartbeat and device link ---
     if _timer(z, Z_T_HB, heartbeat == z[Z_HB_LAST], dt) >= zp[ZP_HEARTBEAT_S]:
-        _trip(z, alarms, codes.HEARTBEAT_LOST, heartbeat, f)
+        _trip(z, alarms, codes.HEARTBEAT_LOST, heartbeat, f, clamp)
     z[Z_HB_LAST] = heartbeat
     if _timer(z, Z_T_COMM, comm_ok < 0.5, dt) >= zp[ZP_COMM_S]:
-        _trip(z, alarms, codes.COMM_LOST, comm_ok, f)
+        _trip(z, alarms, codes.COMM_LOST, comm_ok, f, clamp)
 
     # --- travel and angle ---
     if x > zp[ZP_TRAVEL_MAX]:
-        _trip(z, alarms, codes.TRAVEL_LIMIT, x, f)
+        _trip(z, alarms, codes.TRAVEL_LIMIT, x, f, clamp)
     out_of_range = math.isnan(angle) or angle < zp[ZP_ANGLE_MIN] or angle > zp[ZP_ANGLE_MAX]
     off_target = abs(angle - angle_target) > zp[ZP_ANGLE_TOL]
     if out_of_range or _timer(z, Z_T_ANGLE, off_target, dt) >= zp[ZP_ANGLE_S]:
-        _trip(z, alarms, codes.ANGLE_FAULT, angle, f)
+        _trip(z, alarms, codes.ANGLE_FAULT, angle, f, clamp)
 
     # --- force not following the set-point (e.g. a stalled winch that cannot pay out) ---
     track = f > target + max(zp[ZP_TRACK_N], zp[ZP_TRACK_REL] * target)
     if _timer(z, Z_T_TRACK, track and z[Z_TRIPPED] == 0.0, dt) >= zp[ZP_TRACK_S]:
-        _trip(z, alarms, codes.TRACKING, f, f)
+        _trip(z, alarms, codes.TRACKING, f, f, clamp)
+
+    if ext_code > 0.5:
+        # A fault found outside the monitor (session watchdogs, storage): release all the same.
+        _trip(z, alarms, int(ext_code), ext_code, f, clamp)
 
     if z[Z_RELEASE_REQ] > 0.5:
-        _trip(z, alarms, codes.END_OF_SESSION, 0.0, f)
+        _trip(z, alarms, codes.END_OF_SESSION, 0.0, f, clamp)
 
     if z[Z_TRIPPED] == 0.0:
         return ctrl_cmd
@@ -261,13 +278,20 @@ def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
         z[Z_BELOW_SAFE_T] = z[Z_T]
     stalled = f > z[Z_REL_TARGET] + zp[ZP_STALL_TOL]
     if _timer(z, Z_T_STALL, stalled, dt) >= zp[ZP_STALL_S] and z[Z_MOTOR_OFF] == 0.0:
+        # The winch is not letting go (or the cells cannot show that it is): cut the drive,
+        # the reel freewheels and the cable pays out under its own tension.
         _raise(z, alarms, codes.RELEASE_STALLED, f, f)
         z[Z_MOTOR_OFF] = 1.0
+        z[Z_MOTOR_OFF_T] = z[Z_T]
     if z[Z_BELOW_SAFE_T] >= 0.0 and z[Z_T] - z[Z_BELOW_SAFE_T] >= zp[ZP_MOTOR_OFF_DELAY]:
-        z[Z_MOTOR_OFF] = 1.0
+        if z[Z_MOTOR_OFF] == 0.0:
+            z[Z_MOTOR_OFF] = 1.0
+            z[Z_MOTOR_OFF_T] = z[Z_T]
         z[Z_DONE] = 1.0
     if z[Z_MOTOR_OFF] > 0.5:
-        if z[Z_BELOW_SAFE_T] >= 0.0 and z[Z_T] - z[Z_BELOW_SAFE_T] >= zp[ZP_MOTOR_OFF_DELAY]:
+        # A release that ended by cutting the drive is complete once the reel has had the
+        # same delay to pay out, whatever the (possibly failed) load cells say.
+        if z[Z_T] - z[Z_MOTOR_OFF_T] >= zp[ZP_MOTOR_OFF_DELAY]:
             z[Z_DONE] = 1.0
         return 0.0
     v = float(zp[ZP_KR] * (z[Z_REL_TARGET] - f))

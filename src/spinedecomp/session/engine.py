@@ -59,6 +59,8 @@ RELEASE_TIMEOUT_S = 60.0
 # A pause holds force on the patient; nobody should be left under traction by a forgotten
 # pause, so after this long the session ends with its normal ramp-down.
 MAX_PAUSE_S = 300.0
+# The harness must be snug this soon after start, or something is not attached.
+SLACK_TIMEOUT_S = 30.0
 
 
 class SoftwareFault(RuntimeError):
@@ -85,6 +87,8 @@ class SessionResult:
     release_started_after_ms: float | None
     force_below_safe_after_s: float | None
     trip_t: float | None
+    release_cmd_t: float | None
+    motor_off: bool
     safe_n: float
     abort_reason: str | None
 
@@ -380,7 +384,7 @@ class SessionEngine:
         if z[zl.Z_TRIPPED] == 0.0:
             z[zl.Z_TRIPPED] = codes.SOFTWARE_FAULT
             z[zl.Z_TRIP_T] = z[zl.Z_T]
-            f = float(z[zl.Z_FILT])
+            f = min(float(z[zl.Z_FILT]), self.clamp_n)
             z[zl.Z_REL_F0] = f
             z[zl.Z_REL_TARGET] = f
         n = int(z[zl.Z_NALARM])
@@ -473,7 +477,7 @@ class SessionEngine:
             v = zl.safety_step(z, zp, self.alarm_buf, self.dt, fr.force_a_n, fr.force_b_n,
                                fr.position_mm, fr.angle_deg, float(angle[i]), fr.switch_a,
                                fr.switch_b, inp[fused.IN_OP_STOP], c[cl.C_HEARTBEAT], comm,
-                               clamp, v_ctrl, float(tgt[i]))
+                               clamp, v_ctrl, float(tgt[i]), inp[fused.IN_TRIP_CODE])
             tripped = z[zl.Z_TRIPPED] != 0.0
             enable = z[zl.Z_MOTOR_OFF] < 0.5
             self.table.write(ActuatorCommand(v, float(angle[i]), enable, int(c[cl.C_HEARTBEAT])))
@@ -523,9 +527,14 @@ class SessionEngine:
             self._release_t0 = self.now
         if self.state is SessionState.RUNNING and self.trajectory.phase is Phase.SLACK:
             meas = 0.5 * (out[-1, COL["force_a_n"]] + out[-1, COL["force_b_n"]])
-            if meas >= 0.8 * self.safety.safe_n:
+            if meas >= 0.8 * min(self.safety.safe_n, self.clamp_n):
                 self.trajectory.slack_taken_up()
                 self._event("slack", f"slack taken up at {out[-1, COL['position_mm']]:.1f} mm")
+            elif self.now > SLACK_TIMEOUT_S:
+                self.inp[fused.IN_TRIP_CODE] = codes.SLACK_TIMEOUT
+        overrun = self.resolved.duration_s + MAX_PAUSE_S + SLACK_TIMEOUT_S + 120.0
+        if self.state in (SessionState.RUNNING, SessionState.PAUSED) and self.now > overrun:
+            self.inp[fused.IN_TRIP_CODE] = codes.OVERRUN
         if self.state is SessionState.PAUSED and self._paused_at is not None and \
                 self.now - self._paused_at > MAX_PAUSE_S:
             self._paused_at = None
@@ -573,6 +582,8 @@ class SessionEngine:
             release_started_after_ms=rel_ms,
             force_below_safe_after_s=below,
             trip_t=trip_t,
+            release_cmd_t=float(z[zl.Z_FIRST_CMD_T]) if z[zl.Z_FIRST_CMD_T] >= 0.0 else None,
+            motor_off=bool(z[zl.Z_MOTOR_OFF] > 0.5),
             safe_n=self.safety.safe_n,
             abort_reason=self._abort_reason if self.state is SessionState.ABORTED else None,
         )

@@ -50,7 +50,7 @@ FAULT_KINDS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("motor-stall", False, None, "tracking",
               "the winch jams: it no longer pays out"),
     FaultKind("comm-lost", False, None, "comm-lost", "the link to the table drops"),
-    FaultKind("harness-detach", False, 200.0, "travel-limit",
+    FaultKind("harness-detach", False, 1000.0, "travel-limit",
               "the harness comes loose: ARG mm of slack"),
     FaultKind("angle-stuck", False, None, "angle-fault",
               "the pull-angle actuator jams (detected once the angle is changed)"),

@@ -27,7 +27,8 @@ IN_CTRL_RUNAWAY = 1
 IN_OP_STOP = 2
 IN_COMM_OK = 3
 IN_STATE = 4  # SessionState code written into telemetry
-N_IN = 5
+IN_TRIP_CODE = 5  # a fault found by the engine: the monitor trips with this alarm code
+N_IN = 6
 
 
 @njit(cache=True)
@@ -51,7 +52,7 @@ def run_block(n: int, t0: float, dt: float, targets: F64, angles: F64, phases: F
                 c[cl.C_CMD] = v_ctrl
         v = zl.safety_step(z, zp, alarms, dt, fa, fb, x, s[ph.S_ANGLE], angles[i],
                            s[ph.S_SW_A], s[ph.S_SW_B], inp[IN_OP_STOP], c[cl.C_HEARTBEAT],
-                           inp[IN_COMM_OK], clamp, v_ctrl, targets[i])
+                           inp[IN_COMM_OK], clamp, v_ctrl, targets[i], inp[IN_TRIP_CODE])
         tripped = z[zl.Z_TRIPPED] != 0.0
         if tripped and not was_tripped and first_trip < 0:
             first_trip = i

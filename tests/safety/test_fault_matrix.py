@@ -139,7 +139,7 @@ def test_cervical_patient_switch_release() -> None:
 def test_harness_never_attached_times_out_during_slack_take_up() -> None:
     _, res = run(proto(duration_min=2), 80.0, faults=[parse_fault("0:harness-detach")])
     assert res.alarms[0].kind == "slack-timeout"
-    assert res.alarms[0].t == pytest.approx(30.0, abs=0.1)
+    assert res.alarms[0].t == pytest.approx(15.0, abs=0.1)
     assert res.end_state is SessionState.ABORTED
     assert force(res.telemetry).max() < 20.0
 

@@ -60,7 +60,7 @@ RELEASE_TIMEOUT_S = 60.0
 # pause, so after this long the session ends with its normal ramp-down.
 MAX_PAUSE_S = 300.0
 # The harness must be snug this soon after start, or something is not attached.
-SLACK_TIMEOUT_S = 30.0
+SLACK_TIMEOUT_S = 15.0
 
 
 class SoftwareFault(RuntimeError):

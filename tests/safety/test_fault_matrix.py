@@ -149,3 +149,20 @@ def test_clinician_cap_cannot_be_set_below_a_snug_harness() -> None:
                    edits=[(1.0, Command(kind="edit", field="clinician_cap_n", value=1e-9))])
     assert any(e.kind == "rejected" and e.field == "clinician_cap_n" for e in res.events)
     assert res.end_state is SessionState.COMPLETED
+
+
+def test_session_cannot_start_with_load_cells_off_zero() -> None:
+    spec = SessionSpec(protocol=proto(), body_weight_kg=80.0,
+                       faults=[parse_fault("0:loadcell-offset:a:30")])
+    eng = build_engine(spec)
+    with pytest.raises(SessionError, match="load cells not at zero"):
+        eng.setup()
+    assert eng.state is SessionState.ABORTED
+
+
+def test_a_load_cell_that_does_not_return_to_zero_ends_with_the_motor_disabled() -> None:
+    # 19 N offset: below the disagreement threshold, so only the end of the release shows it
+    _, res = run(proto(duration_min=1.2), 60.0, faults=[parse_fault("5:loadcell-offset:a:19")])
+    assert [a.kind for a in res.alarms] == ["release-stalled"]
+    assert res.end_state is SessionState.ABORTED and res.motor_off
+    assert force(res.telemetry)[-1] <= res.safe_n

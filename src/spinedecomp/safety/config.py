@@ -47,6 +47,7 @@ class SafetyConfig:
     track_n: float = 30.0
     track_rel: float = 0.15
     track_s: float = 1.5
+    zero_s: float = 3.0
     # Any set-point above this needs an explicit operator confirmation (TM-300: 18 kg).
     confirm_force_n: float = kg_to_n(18.0)
 
@@ -108,4 +109,5 @@ class SafetyConfig:
         zp[zl.ZP_TRACK_N] = self.track_n
         zp[zl.ZP_TRACK_REL] = self.track_rel
         zp[zl.ZP_TRACK_S] = self.track_s
+        zp[zl.ZP_ZERO_S] = self.zero_s
         return zp

@@ -25,7 +25,8 @@ Every check and its time filter (documented in docs/safety.md):
 - tracking: measured force above the set-point by max(abs, rel) for >= `TRACK_S` (a winch
   that no longer pays out).
 - release stalled: during a release, force above the release ramp + tolerance for
-  >= `STALL_S` -> motor disabled.
+  >= `STALL_S`, or still above the safe level `ZERO_S` after the ramp reached zero (a load
+  cell that does not return to zero) -> motor disabled.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ Z_T_TRACK = 31
 Z_BAD_A = 32  # 1 once channel A was judged frozen or invalid: no longer trusted
 Z_BAD_B = 33
 Z_MOTOR_OFF_T = 34  # time the motor was disabled
+Z_T_ZERO = 35  # seconds the release ramp has been at zero with force still above safe
 Z_NALARM = 24  # alarms recorded so far
 Z_RAISED = 25  # bit-set of codes already raised (each code is raised once per session)
 Z_MAX_F = 26  # highest force seen, N
@@ -76,7 +78,7 @@ Z_RELEASE_REQ = 27  # 1 = a normal release (end of session) was requested, no al
 Z_T = 28  # monitor's time, s
 Z_FIRST_CMD_T = 29  # time of the first release command, s
 Z_DONE = 30  # 1 when the release is complete and the motor is off
-N_ZSTATE = 35
+N_ZSTATE = 36
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -109,7 +111,8 @@ ZP_SW_DISAGREE_S = 26
 ZP_TRACK_N = 27  # force above the set-point by this much ...
 ZP_TRACK_REL = 28
 ZP_TRACK_S = 29  # ... for this long is a tracking fault
-N_ZPARAM = 30
+ZP_ZERO_S = 30  # after the ramp reached zero, force must be safe within this long
+N_ZPARAM = 31
 
 MAX_ALARMS = 64
 # alarm record columns
@@ -277,7 +280,9 @@ def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
     if f <= zp[ZP_SAFE_N] and z[Z_BELOW_SAFE_T] < 0.0:
         z[Z_BELOW_SAFE_T] = z[Z_T]
     stalled = f > z[Z_REL_TARGET] + zp[ZP_STALL_TOL]
-    if _timer(z, Z_T_STALL, stalled, dt) >= zp[ZP_STALL_S] and z[Z_MOTOR_OFF] == 0.0:
+    not_zeroing = z[Z_REL_TARGET] == 0.0 and f > zp[ZP_SAFE_N]
+    late = _timer(z, Z_T_ZERO, not_zeroing, dt) >= zp[ZP_ZERO_S]
+    if (_timer(z, Z_T_STALL, stalled, dt) >= zp[ZP_STALL_S] or late) and z[Z_MOTOR_OFF] == 0.0:
         # The winch is not letting go (or the cells cannot show that it is): cut the drive,
         # the reel freewheels and the cable pays out under its own tension.
         _raise(z, alarms, codes.RELEASE_STALLED, f, f)

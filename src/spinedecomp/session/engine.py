@@ -198,6 +198,14 @@ class SessionEngine:
             raise SessionError("cannot start: the patient stop switch is not connected or did "
                                "not pass its press/release test")
         self._event("setup", "patient switch tested: both channels respond")
+        frame = self.table.read()
+        tare = 0.5 * self.safety.safe_n
+        if not (abs(frame.force_a_n) <= tare and abs(frame.force_b_n) <= tare):
+            self._abort_reason = (f"load cells not at zero with the cable slack (A {frame.force_a_n:.1f} N, "
+                                  f"B {frame.force_b_n:.1f} N; allowed +/-{tare:.1f} N)")
+            self._transition(SessionState.ABORTED, self._abort_reason)
+            raise SessionError(f"cannot start: {self._abort_reason}: tare or service the table")
+        self._event("setup", f"load cells at zero (A {frame.force_a_n:.1f} N, B {frame.force_b_n:.1f} N)")
         if confirm_high_force:
             self.confirm_high_force("confirmed at set-up")
         self._transition(SessionState.READY, "set-up complete")
@@ -402,6 +410,8 @@ class SessionEngine:
                 self._transition(SessionState.RELEASING, reason)
             self.inp[fused.IN_CTRL_HUNG] = 1.0  # the controller is not trusted any more
             self._crash_at = None
+            if self._release_t0 is None:
+                self._release_t0 = self.now
             while not self.state.terminal:
                 self._cycle()
         except BaseException:
@@ -552,9 +562,14 @@ class SessionEngine:
                 else:
                     self._transition(SessionState.ABORTED, self._abort_reason or "released after alarm")
             elif self._release_t0 is not None and self.now - self._release_t0 > RELEASE_TIMEOUT_S:
+                # The monitor's own release must have ended long before; if not, hand over to
+                # the table's firmware and say so.
+                log.error("release did not complete in %.0f s: ordering the table's own release",
+                          RELEASE_TIMEOUT_S)
                 self.table.release()
-                self._transition(SessionState.ABORTED, "release did not complete in "
-                                 f"{RELEASE_TIMEOUT_S:.0f} s; table firmware release ordered")
+                self._abort_reason = (f"release did not complete in {RELEASE_TIMEOUT_S:.0f} s; "
+                                      "table firmware release ordered")
+                self._transition(SessionState.ABORTED, self._abort_reason)
 
     # ---- result ----------------------------------------------------------------------------
     def result(self) -> SessionResult:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,10 @@ from spinedecomp.session.engine import SessionEngine, SessionResult
 RATE_HZ = 100.0
 WEIGHT_KG = 80.0
 MODEL = PatientModel(region=Region.LUMBAR, body_weight_kg=WEIGHT_KG, seed=3)
+SERVED_ANGLE_DEG = 15.0  # the protocols' angle of pull: nothing moves at the start
 
 
-def wait_until(cond: Callable[[], bool], timeout_s: float, poll_s: float = 0.005) -> bool:
+def wait_until(cond: Callable[[], object], timeout_s: float, poll_s: float = 0.005) -> bool:
     """Poll `cond` until it holds or the timeout passes; returns whether it held."""
     deadline = time.monotonic() + timeout_s
     ev = threading.Event()
@@ -42,15 +44,21 @@ def wait_until(cond: Callable[[], bool], timeout_s: float, poll_s: float = 0.005
         if cond():
             return True
         ev.wait(poll_s)
-    return cond()
+    return bool(cond())
 
 
 def short_protocol(**over: Any) -> Protocol:
-    """A one-minute lumbar intermittent protocol (the shortest a protocol may be)."""
+    """A one-minute lumbar intermittent protocol (the shortest a protocol may be).
+
+    Linear ramps, slow enough (about 35 N/s) that the rate-of-rise check keeps a wide margin:
+    on a real table the monitor divides force changes by the nominal period, so scheduling
+    jitter of a loaded test machine inflates the measured rate; a logarithmic ramp's first
+    seconds run at the controller's 120 N/s limit, only 1.5x below the monitor's."""
     base: dict[str, Any] = dict(name="modbus-test", region="lumbar", mode="intermittent",
                                 max_force={"value": 45, "unit": "%bw"},
                                 rest_force={"value": 50, "unit": "%max"},
-                                hold_s=20, rest_s=10, ramp_s=8, duration_min=1, angle_deg=15)
+                                hold_s=20, rest_s=10, ramp_s=10, ramp_shape="linear",
+                                duration_min=1, angle_deg=15)
     base.update(over)
     return parse_protocol(base)
 
@@ -117,12 +125,16 @@ class LinkProxy:
         up = asyncio.ensure_future(self._pump(c_reader, s_writer, False))
         down = asyncio.ensure_future(self._pump(s_reader, c_writer, True))
         self._tasks.update((up, down))
-        await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-        for t in (up, down):
-            t.cancel()
-        s_writer.close()
-        c_writer.close()
-        self._tasks.difference_update((up, down))
+        try:
+            await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping
+        finally:
+            for t in (up, down):
+                t.cancel()
+            s_writer.close()
+            c_writer.close()
+            self._tasks.difference_update((up, down))
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -216,6 +228,34 @@ class ServeProcess:
 
 
 # ---- sessions ------------------------------------------------------------------------------
+class StallClock(RealClock):
+    """A RealClock that also notes the periods the process itself was late for: on a shared
+    test machine the scheduler can stall a process for hundreds of milliseconds, and a test
+    must tell that apart from what it injected."""
+
+    def __init__(self, dt: float) -> None:
+        super().__init__(dt)
+        self.stalls: list[tuple[float, float]] = []  # (session time, seconds late)
+        self._start = time.monotonic()
+        self._n = 0
+
+    def wait_next(self) -> float:
+        """Note how late this period ended, then wait as RealClock does."""
+        self._n += 1
+        late = time.monotonic() - (self._start + self._n * self.dt)
+        if late > STALL_S:
+            self.stalls.append((self._n * self.dt, late))
+        return super().wait_next()
+
+    def rebase(self) -> None:
+        """Forget stalls so far and measure lateness from now on."""
+        self.stalls.clear()
+        self._start = time.monotonic() - self._n * self.dt
+
+
+STALL_S = 0.1
+
+
 @dataclass
 class ModbusRun:
     """A session run over Modbus and what the link went through."""
@@ -223,8 +263,12 @@ class ModbusRun:
     engine: SessionEngine
     result: SessionResult
     table: ModbusTable
-    clock: RealClock
+    clock: StallClock
     fault_wall_t: float | None
+
+    def stalled_before(self, t: float) -> bool:
+        """True if the test process itself stalled before session time `t`."""
+        return any(st <= t + 0.05 for st, _ in self.clock.stalls)
 
 
 def resolved_protocol(p: Protocol | None = None) -> ResolvedProtocol:
@@ -239,10 +283,11 @@ def run_session(port: int, *, policy: LinkPolicy | None = None, fault_at_s: floa
     `fault()` once when session time reaches `fault_at_s`."""
     res = resolved_protocol(protocol)
     table = ModbusTable.connect("127.0.0.1", port, timeout_s=2.0, retries=2, policy=policy)
-    clock = RealClock(1.0 / RATE_HZ)
+    clock = StallClock(1.0 / RATE_HZ)
     safety = SafetyConfig.for_region(res.region, motor_off_delay_s=motor_off_delay_s)
     eng = SessionEngine(table, res, rate_hz=RATE_HZ, clock=clock, safety=safety)
     eng.setup(confirm_high_force=True)
+    clock.rebase()  # set-up (the switch test) is not part of the session's timing
     fired: list[float] = []
 
     def progress(e: SessionEngine) -> None:
@@ -252,3 +297,17 @@ def run_session(port: int, *, policy: LinkPolicy | None = None, fault_at_s: floa
 
     result = eng.run(progress=progress)
     return ModbusRun(eng, result, table, clock, fired[0] if fired else None)
+
+
+def run_once_more_if_stalled(attempt: Callable[[], ModbusRun], ok: Callable[[ModbusRun], bool],
+                             until: Callable[[ModbusRun], float]) -> ModbusRun:
+    """Run a session; if it went wrong (`ok` false) and the test process itself stalled
+    before the moment it went wrong (`until`), the machine is to blame: run it once more.
+    A second failure stands."""
+    run = attempt()
+    if ok(run) or not run.stalled_before(until(run)):
+        return run
+    worst = max(late for _, late in run.clock.stalls)
+    warnings.warn(f"the test process stalled {worst * 1000:.0f} ms (machine load); running the "
+                  "session once more", stacklevel=2)
+    return attempt()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -20,15 +20,9 @@ from spinedecomp.device.modbus_adapter import DeviceRefused, ModbusClient, Regis
 from spinedecomp.device.served import ServedSimulator
 from spinedecomp.device.table import ActuatorCommand, Table
 
-from .helpers import MODEL, LinkProxy, wait_until
+from .helpers import MODEL, SERVED_ANGLE_DEG, LinkProxy, wait_until
 
 FAST = LinkPolicy(io_timeout_s=0.05, reconnect_attempts=3, backoff_s=0.02, backoff_max_s=0.1)
-
-
-@pytest.fixture()
-def served() -> Iterator[ServedSimulator]:
-    with ServedSimulator(MODEL, angle_deg=10.0) as sim:
-        yield sim
 
 
 def closed_port() -> int:
@@ -37,7 +31,8 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pull(table: ModbusTable, seconds: float, v: float = 40.0, angle: float = 10.0) -> None:
+def pull(table: ModbusTable, seconds: float, v: float = 40.0,
+         angle: float = SERVED_ANGLE_DEG) -> None:
     """Drive the table like a controller would at 100 Hz for `seconds`."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -59,7 +54,7 @@ def test_connect_reads_identity_and_implements_the_table_protocol(served: Served
         assert info.angle_max_deg == pytest.approx(35.0)
         fr = table.read()
         assert fr.comm_ok and not fr.motor_enabled
-        assert fr.angle_deg == pytest.approx(10.0)
+        assert fr.angle_deg == pytest.approx(SERVED_ANGLE_DEG)
         assert (fr.switch_a, fr.switch_b) == (1.0, 0.0)
         assert math.isfinite(fr.force_true_n)  # the simulator reports its truth
         assert table.test_patient_switch()

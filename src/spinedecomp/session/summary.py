@@ -71,6 +71,8 @@ class SessionSummary(BaseModel):
     faults: list[str]
     release_started_after_ms: float | None
     force_below_safe_after_s: float | None
+    final_force_n: float | None
+    motor_disabled: bool
     samples: int
 
 
@@ -166,5 +168,7 @@ def summarize(result: SessionResult, resolved: ResolvedProtocol) -> SessionSumma
         faults=[f_.label() for f_ in result.faults],
         release_started_after_ms=fin(result.release_started_after_ms),
         force_below_safe_after_s=fin(result.force_below_safe_after_s),
+        final_force_n=fin(float(f[-1])) if f.size else None,
+        motor_disabled=result.motor_off,
         samples=int(tel.shape[0]),
     )

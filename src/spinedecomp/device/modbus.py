@@ -133,7 +133,6 @@ class ModbusTable:
         self._sample = readings.sample
         self._sample_t = time.monotonic()
         self._faults = readings.faults
-        self._angle_cmd = readings.angle_deg if math.isfinite(readings.angle_deg) else 0.0
         self._warned_stale = False
         self._warned_refused = False
 
@@ -232,7 +231,6 @@ class ModbusTable:
     def write(self, cmd: ActuatorCommand) -> None:
         """Send the period's command and a new heartbeat in one write."""
         self._hb = (self._hb + 1) & 0xFFFF
-        self._angle_cmd = cmd.angle_deg
         control = int(mr.Control.ENABLE) if cmd.enable else 0
         if self._released:
             control = int(mr.Control.RELEASE)

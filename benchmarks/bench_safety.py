@@ -40,7 +40,7 @@ def main() -> None:
         detect = a.t - 30.0
         rel = (res.release_cmd_t or a.t) - a.t
         tel = res.telemetry
-        i = int(round(a.t / DT))
+        i = round(a.t / DT)
         safe = np.argmax(tel[i:, COL["force_true_n"]] <= res.safe_n) * DT
         print(f"{spec:22s} {a.kind:18s} {detect / DT:6.0f} periods {detect * 1000:6.1f} ms "
               f"{rel / DT:4.0f} periods {rel * 1000:5.1f} ms {safe:13.2f} s")
@@ -50,7 +50,7 @@ def main() -> None:
                         "angle_deg": 10, "cap": {"value": 200, "unit": "lb"}})
     _, res = _run(["60:patient-switch"], proto=p, weight=200.0)  # type: ignore[misc]
     tel = res.telemetry
-    i = int(round(res.alarms[0].t / DT))
+    i = round(res.alarms[0].t / DT)
     f0 = tel[i, COL["force_true_n"]]
     safe = np.argmax(tel[i:, COL["force_true_n"]] <= res.safe_n) * DT
     zero = np.argmax(tel[i:, COL["force_true_n"]] <= 1.0) * DT

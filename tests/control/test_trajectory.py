@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -96,7 +98,7 @@ def test_stop_ramps_to_zero() -> None:
     tr = _started()
     _run(tr, 25)
     tr.stop()
-    tgt, ph = _run(tr, 60)
+    tgt, _ph = _run(tr, 60)
     assert np.all(np.diff(tgt) <= 1e-9)
     assert tr.done and tgt[-1] == 0.0
 
@@ -126,7 +128,7 @@ def test_lowering_the_clinician_cap_lowers_max_force() -> None:
     assert tr.clamp_n == 200.0
 
 
-_edit = st.tuples(st.sampled_from(EDITABLE_FIELDS + ("pause", "resume", "stop")),
+_edit = st.tuples(st.sampled_from((*EDITABLE_FIELDS, "pause", "resume", "stop")),
                   st.floats(min_value=-100.0, max_value=2000.0),
                   st.floats(min_value=0.01, max_value=40.0))
 
@@ -156,10 +158,8 @@ def test_set_points_never_exceed_the_final_clamp(mode: str, region: str, pct: fl
         elif what == "stop":
             tr.stop()
         else:
-            try:
+            with contextlib.suppress(ProtocolError):
                 tr.edit(what, value)
-            except ProtocolError:
-                pass
         blk = tr.block(max(1, round(dur / 0.05)), 0.05)
         assert np.all(blk.target_n <= tr.clamp_n + 1e-9)
         assert np.all(blk.target_n >= 0.0)

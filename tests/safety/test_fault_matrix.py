@@ -74,7 +74,7 @@ def test_fault_ends_in_controlled_release(row: Row) -> None:
     assert res.trip_t is not None and res.release_cmd_t is not None
     assert res.release_cmd_t - first.t <= DT + 1e-9
     assert res.release_started_after_ms is not None
-    i_trip = int(round(first.t / DT)) - 1
+    i_trip = round(first.t / DT) - 1
     after = tel[i_trip + 1:]
     assert np.all(after[:, COL["state"]] == SessionState.RELEASING.code)
     cmd = after[:, COL["motor_cmd_mm_s"]]
@@ -93,7 +93,7 @@ def test_fault_ends_in_controlled_release(row: Row) -> None:
     assert res.motor_off and np.isnan(tel[-1, COL["motor_cmd_mm_s"]])
     if "release-stalled" in kinds:
         stall = next(a for a in res.alarms if a.kind == "release-stalled")
-        j = int(round(stall.t / DT))
+        j = round(stall.t / DT)
         assert np.all(np.isnan(tel[j + 1:, COL["motor_cmd_mm_s"]]))
     # 5. no sample lost: one row per period from start to end, none missing before the fault
     t = tel[:, COL["t"]]
@@ -103,7 +103,7 @@ def test_fault_ends_in_controlled_release(row: Row) -> None:
 
 
 def test_alarms_are_latched_until_acknowledged() -> None:
-    eng, res = run(proto(duration_min=2), 80.0, faults=[parse_fault("30:patient-switch")],
+    _eng, res = run(proto(duration_min=2), 80.0, faults=[parse_fault("30:patient-switch")],
                    edits=[(32.0, Command(kind="acknowledge", user="dr-lee"))])
     assert res.alarms[0].acknowledged and res.alarms[0].acknowledged_by == "dr-lee"
     assert any(e.kind == "acknowledge" and "dr-lee" in e.reason for e in res.events)
@@ -145,7 +145,7 @@ def test_harness_never_attached_times_out_during_slack_take_up() -> None:
 
 
 def test_clinician_cap_cannot_be_set_below_a_snug_harness() -> None:
-    eng, res = run(proto(duration_min=1.5), 80.0,
+    _eng, res = run(proto(duration_min=1.5), 80.0,
                    edits=[(1.0, Command(kind="edit", field="clinician_cap_n", value=1e-9))])
     assert any(e.kind == "rejected" and e.field == "clinician_cap_n" for e in res.events)
     assert res.end_state is SessionState.COMPLETED

@@ -22,7 +22,7 @@ TRANSIENT_MARGIN = 0.05
 # injected movement within what a person does (<= 25 mm of cable, about 375 N).
 _fault = st.tuples(st.floats(0.5, 70.0), st.sampled_from(sorted(set(FAULT_KINDS) - {"controller-crash"})),
                    st.sampled_from(["a", "b"]), st.floats(1.0, 25.0))
-_edit = st.tuples(st.floats(0.5, 70.0), st.sampled_from(EDITABLE_FIELDS + ("pause", "resume", "stop")),
+_edit = st.tuples(st.floats(0.5, 70.0), st.sampled_from((*EDITABLE_FIELDS, "pause", "resume", "stop")),
                   st.floats(-50.0, 1500.0))
 
 
@@ -55,7 +55,7 @@ def test_force_bounded_and_every_run_ends_released(mode: str, region: str, pct: 
         fs.append(parse_fault(spec))
     cmds = [(t, Command(kind=w) if w in ("pause", "resume", "stop")  # type: ignore[arg-type]
              else Command(kind="edit", field=w, value=v)) for t, w, v in edits]
-    eng, res = run(p, weight, faults=fs, edits=cmds, seed=seed, rate_hz=500.0)
+    _eng, res = run(p, weight, faults=fs, edits=cmds, seed=seed, rate_hz=500.0)
     limit = limits_for(p.region).force.absolute.hi
     f = force(res.telemetry)
     assert np.max(f) <= limit * (1.0 + TRANSIENT_MARGIN)

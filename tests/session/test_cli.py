@@ -110,7 +110,7 @@ def test_sigterm_during_a_real_time_session_releases(tmp_path: Path) -> None:
     time.sleep(8.0)  # numba compile (cached) + some seconds of ramp at 5x real time
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, _err = proc.communicate(timeout=60)
     s = json.loads(out)
     assert s["end_state"] == "aborted"
     assert s["alarms"][0]["kind"] == "software-fault"

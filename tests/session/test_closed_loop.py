@@ -88,7 +88,7 @@ def test_creep_under_hold_and_recovery_on_release() -> None:
 
 def test_live_edit_raises_force_to_the_new_target() -> None:
     new = lb_to_n(90.0)
-    eng, res = run(proto(duration_min=3), 80.0,
+    _eng, res = run(proto(duration_min=3), 80.0,
                    edits=[(20.0, Command(kind="edit", field="max_force_n", value=new))])
     tel = res.telemetry
     hold = (tel[:, COL["phase"]] == Phase.HOLD) & (tel[:, COL["t"]] > 25.0)
@@ -106,7 +106,7 @@ def test_rejected_edit_is_logged_and_changes_nothing() -> None:
 
 
 def test_pause_holds_force_and_resume_continues() -> None:
-    eng, res = run(proto(duration_min=2), 80.0,
+    _eng, res = run(proto(duration_min=2), 80.0,
                    edits=[(30.0, Command(kind="pause")), (40.0, Command(kind="resume"))])
     tel = res.telemetry
     paused = tel[:, COL["phase"]] == Phase.PAUSED
@@ -169,7 +169,7 @@ def test_controller_never_pulls_once_the_clamp_is_reached() -> None:
 
 
 _edit = st.tuples(st.floats(min_value=1.0, max_value=80.0),
-                  st.sampled_from(EDITABLE_FIELDS + ("pause", "resume", "stop")),
+                  st.sampled_from((*EDITABLE_FIELDS, "pause", "resume", "stop")),
                   st.floats(min_value=-50.0, max_value=1500.0))
 
 

@@ -21,6 +21,7 @@ from spinedecomp.clinic.questionnaires import score_ndi, score_odi
 from spinedecomp.clinic.reasons import Effect, Reason, make_reason
 from spinedecomp.clinic.screening import CandidacyStatus, PathwayKind, ScreeningResult
 from spinedecomp.clinic.types import Chronicity, Region, Severity
+from spinedecomp.core.units import LB_TO_N
 
 __all__ = [
     "NEWTONS_PER_LB",
@@ -46,7 +47,7 @@ __all__ = [
     "weekly_frequency",
 ]
 
-NEWTONS_PER_LB = 4.4482216152605
+NEWTONS_PER_LB = LB_TO_N  # kept as a name of this module's API
 """Pound-force in newtons (exact by definition)."""
 
 ProtocolName = Literal[

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-
-class Region(StrEnum):
-    """Treated region of the spine."""
-
-    LUMBAR = "lumbar"
-    CERVICAL = "cervical"
+# One Region for the whole product: the clinic plans what the table runs.
+from spinedecomp.core.units import Region as Region
 
 
 class Sex(StrEnum):

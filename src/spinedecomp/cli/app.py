@@ -35,6 +35,12 @@ def _register_all() -> None:
     db_cli.register(app)
     patient_cli.register(app)
     sessions_store.register(app)
+    # web: serve (the dashboard), user add|list
+    from spinedecomp.cli import serve as serve_cli
+    from spinedecomp.cli import user as user_cli
+
+    serve_cli.register(app)
+    user_cli.register(app)
 
 
 @app.callback()

@@ -229,7 +229,7 @@ def main() -> None:
     best, rec = _recommend(loops)
     print(f"\nHighest rate that kept up here (<= 1% overrun periods, no link error, table "
           f"watchdog quiet): {best:.0f} Hz")
-    print("Jitter = |start-to-start interval - period|; its tail is the scheduler waking two "
+    print("Jitter = |wake-to-wake interval - period|; its tail is the scheduler waking two "
           "processes on a shared machine, not the link (see the p50).")
     print(f"Recommended rate for a real table: {rec:.0f} Hz (10 ms period). Why:")
     print("  - the force loop's crossover is 12 rad/s (~2 Hz) and the motor lag 20 ms: 100 Hz is")

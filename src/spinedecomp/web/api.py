@@ -399,7 +399,7 @@ def get_live_status(request: Request, user: Live) -> StatusOut:
 def start_live(request: Request, user: Live, body: StartRequest) -> StatusOut:
     """Set up and start a session on the table; the caller holds control."""
     if body.protocol not in builtin_protocols():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"unknown protocol {body.protocol!r}")
     if body.patient_id is not None:
         with web(request).store.unit(user.username) as uow:
@@ -420,7 +420,7 @@ def live_command(request: Request, user: Live, body: LiveCommand) -> StatusOut:
     try:
         web(request).live.command(body, user.username)
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     except LiveError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return live_status(request)

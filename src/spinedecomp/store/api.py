@@ -65,7 +65,7 @@ class Store:
         settings = settings or StoreSettings()
         if url is not None:
             settings = settings.model_copy(update={"database_url": url})
-        engine = create_db_engine(settings.url)
+        engine = create_db_engine(settings.url, pool_size=settings.pool_size)
         store = cls(engine, settings)
         try:
             store.ensure_schema(migrate_schema)

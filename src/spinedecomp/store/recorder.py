@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -50,6 +51,7 @@ from spinedecomp.store.telemetry_writer import (
 log = logging.getLogger(__name__)
 
 STORE_USER = "store"
+SWITCH_INTERVAL_S = 0.0005
 
 
 def spec_document(spec: SessionSpec) -> dict[str, Any]:
@@ -85,6 +87,7 @@ class SessionRecorder:
         self.actor = actor
         self._engine: SessionEngine | None = None
         self._finished: FinishReport | None = None
+        self._switch_interval: float | None = None
 
     @property
     def session_id(self) -> int:
@@ -126,6 +129,12 @@ class SessionRecorder:
         """The engine whose state is heartbeated and which a storage-full stop goes to (use
         when the engine was built with this recorder's sink and callbacks)."""
         self._engine = engine
+        if not engine.clock.simulated and self._switch_interval is None:
+            # The writer thread is Python too: ask the interpreter to hand over the GIL within
+            # 0.5 ms (default 5 ms) so a control loop waking from its sleep is not held up by a
+            # writer batch. Restored when the session ends.
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
 
     def attach(self, engine: SessionEngine) -> None:
         """Connect to an engine built without the recorder: add the sink, chain the event and
@@ -200,6 +209,9 @@ class SessionRecorder:
 
     def _close(self, final: Finalization) -> FinishReport:
         stats = self.writer.close(final)
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         spooled = self.writer.spool.size
         self._finished = FinishReport(self.session_id, stored=spooled == 0 and stats.crashed is None,
                                       spooled_bytes=spooled, stats=stats)

@@ -22,7 +22,19 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import CursorResult, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    CursorResult,
+    Float,
+    String,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from spinedecomp.core.errors import SpinedecompError
@@ -41,6 +53,7 @@ from spinedecomp.store.models import (
     SideEffect,
     TelemetryChunk,
     TreatmentSession,
+    UTCDateTime,
     Visit,
     utcnow,
 )
@@ -773,6 +786,23 @@ class SessionRepository(_Audited[TreatmentSession, SessionRecord]):
         return self._rec(row)
 
 
+def _heartbeat_statement() -> Update:
+    t = _table(TreatmentSession)
+    c = t.c
+    # built once: the writer runs it ten times a second per session
+    return update(t).where(c.id == bindparam("sid"), c.last_batch < bindparam("seq")).values(
+        last_batch=bindparam("seq"), last_seen_at=bindparam("wall_at", type_=UTCDateTime()),
+        samples=bindparam("samples"),
+        last_t=func.coalesce(bindparam("last_t", type_=Float()), c.last_t),
+        state=func.coalesce(bindparam("state", type_=String()), c.state),
+        started_at=func.coalesce(bindparam("started_at", type_=UTCDateTime()), c.started_at))
+
+
+_HEARTBEAT = _heartbeat_statement()
+_INSERT = {m.__name__: insert(_table(m)) for m in (TelemetryChunk, SessionEvent, SessionAlarm,
+                                                   BlackboxWindow)}
+
+
 class TelemetryRepository:
     """Telemetry chunks, events and alarms written by the telemetry writer, read back as arrays.
 
@@ -786,38 +816,32 @@ class TelemetryRepository:
 
     def write_batch(self, b: Batch) -> bool:
         """Apply a writer batch; False if it was applied before (spool replay)."""
-        values: dict[str, Any] = {"last_batch": b.seq, "last_seen_at": b.wall_at, "samples": b.samples}
-        if b.last_t is not None:
-            values["last_t"] = b.last_t
-        if b.state is not None:
-            values["state"] = b.state
-        if b.started_at is not None:
-            values["started_at"] = b.started_at
-        res = self._s.execute(update(TreatmentSession).where(
-            TreatmentSession.id == b.session_id, TreatmentSession.last_batch < b.seq).values(**values),
-            execution_options={"synchronize_session": False})
-        if not isinstance(res, CursorResult) or res.rowcount == 0:
+        conn = self._s.connection()  # Core on the unit's connection: the hot path skips the ORM
+        res = conn.execute(_HEARTBEAT, {
+            "sid": b.session_id, "seq": b.seq, "wall_at": b.wall_at, "samples": b.samples,
+            "last_t": b.last_t, "state": b.state, "started_at": b.started_at})
+        if res.rowcount == 0:
             if self._s.get(TreatmentSession, b.session_id) is None:
                 raise NotFound(f"session {b.session_id} not found")
             return False
         if b.segments:
-            self._s.execute(insert(_table(TelemetryChunk)), [
+            conn.execute(_INSERT["TelemetryChunk"], [
                 {"session_id": b.session_id, "stream": s.stream, "t0": s.t0, "t1": s.t1,
                  "n_rows": s.n_rows, "n_cols": s.n_cols, "rate_hz": s.rate_hz,
                  "encoding": s.encoding, "data": s.data} for s in b.segments])
         if b.events:
-            self._s.execute(insert(_table(SessionEvent)), [
+            conn.execute(_INSERT["SessionEvent"], [
                 {"session_id": b.session_id, "seq": e.seq, "t": e.t, "kind": e.kind,
                  "reason": e.reason, "field": e.field, "old": _finite(e.old), "new": _finite(e.new),
                  "wall_at": e.wall_at} for e in b.events])
         if b.alarms:
-            self._s.execute(insert(_table(SessionAlarm)), [
+            conn.execute(_INSERT["SessionAlarm"], [
                 {"session_id": b.session_id, "seq": a.seq, "t": a.t, "kind": a.kind, "code": a.code,
                  "priority": a.priority, "technical": a.technical, "condition": a.condition,
                  "value": _finite(a.value), "force_n": _finite(a.force_n), "action": a.action,
                  "acknowledged": False, "acknowledged_by": None} for a in b.alarms])
         if b.windows:
-            self._s.execute(insert(_table(BlackboxWindow)), [
+            conn.execute(_INSERT["BlackboxWindow"], [
                 {"session_id": b.session_id, "trigger": w.trigger, "trigger_t": w.trigger_t,
                  "t_from": w.t_from, "t_to": w.t_to, "label": w.label} for w in b.windows])
         return True
@@ -884,7 +908,7 @@ class TelemetryRepository:
             self._s.execute(delete(TelemetryChunk).where(TelemetryChunk.session_id == session_id,
                                                          TelemetryChunk.stream == stream))
             new = [Segment.of(stream, p, rate) for p in pieces if p.shape[0]]
-            self._s.execute(insert(_table(TelemetryChunk)), [
+            self._s.connection().execute(_INSERT["TelemetryChunk"], [
                 {"session_id": session_id, "stream": s.stream, "t0": s.t0, "t1": s.t1,
                  "n_rows": s.n_rows, "n_cols": s.n_cols, "rate_hz": s.rate_hz,
                  "encoding": s.encoding, "data": s.data} for s in new])

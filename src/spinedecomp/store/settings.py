@@ -35,6 +35,9 @@ class StoreSettings(BaseSettings):
     auto_migrate: bool | None = Field(
         default=None, description="Upgrade the schema on open. Default: yes for SQLite (embedded, "
         "no set-up), no for PostgreSQL (run `spinedecomp db upgrade` once per release).")
+    pool_size: int = Field(default=5, ge=1, le=200,
+                           description="PostgreSQL connections kept open (as many again may "
+                           "overflow); a process recording many tables wants more.")
     clinical_rate_hz: float = Field(default=100.0, gt=0.0, le=5000.0,
                                     description="Rate of the stored clinical telemetry record.")
     blackbox_pre_s: float = Field(default=5.0, ge=0.0, le=60.0,

@@ -300,17 +300,27 @@ class TelemetryWriter:
     def _drain(self) -> bool:
         closed = False
         q = self._q
+        # Consecutive blocks are joined and handled in one go: at 1 kHz in real time the engine
+        # sends one row per period, and per-block Python work here would compete with the
+        # control loop for the interpreter.
+        blocks: list[F64] = []
         while q:
             item = q.popleft()
             if isinstance(item, _Rows):
-                self._rows(item.block)
-            elif isinstance(item, _Ev):
+                blocks.append(item.block)
+                continue
+            if blocks:
+                self._rows(np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
+                blocks = []
+            if isinstance(item, _Ev):
                 self._event(item)
             elif isinstance(item, _Al):
                 self._alarm(item.alarm)
             else:
                 self._final = item.final
                 closed = True
+        if blocks:
+            self._rows(np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
         return closed
 
     def _rows(self, block: F64) -> None:

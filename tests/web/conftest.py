@@ -79,7 +79,7 @@ class LiveServer:
 def start_server(env: WebEnv) -> LiveServer:
     port = free_port()
     config = uvicorn.Config(env.app, host="127.0.0.1", port=port, log_level="warning",
-                            ws="websockets-sansio", lifespan="on")
+                            ws="websockets-sansio", lifespan="on", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     t = threading.Thread(target=server.run, daemon=True)
     t.start()

@@ -290,7 +290,7 @@ class LiveError(Exception):
     """A live-session request that cannot be done now (maps to HTTP 409)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Viewer:
     """One WebSocket viewer: its own bounded queue on the server's event loop."""
 

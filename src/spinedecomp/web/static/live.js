@@ -74,7 +74,8 @@
   }
   function event(e) {
     const li = document.createElement("li");
-    li.textContent = `t=${Number(e.t).toFixed(2)} ${e.kind}: ${e.reason}`;
+    const change = e.field ? ` (${e.field} ${Number(e.old).toFixed(1)} -> ${Number(e.new).toFixed(1)})` : "";
+    li.textContent = `t=${Number(e.t).toFixed(2)} ${e.kind}: ${e.reason}${change}`;
     $("events").prepend(li);
     if (e.kind === "acknowledge") document.querySelectorAll("#alarms li").forEach((x) => x.classList.add("acked"));
   }

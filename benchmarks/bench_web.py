@@ -88,7 +88,8 @@ def _session(c: Client, app_live: object, viewers: int, load: bool, base: str) -
         time.sleep(0.1)
     stop = threading.Event()
     counter = [0]
-    threads = [threading.Thread(target=_api_load, args=(base, stop, counter)) for _ in range(4 if load else 0)]
+    threads = [threading.Thread(target=_api_load, args=(base, stop, counter))
+               for _ in range(4 if load else 0)]
     for t in threads:
         t.start()
     t0 = time.monotonic()

@@ -134,11 +134,11 @@ class UserStore:
             if s.execute(select(users_table.c.id).where(
                     users_table.c.username == new.username)).first() is not None:
                 raise Conflict(f"user {new.username!r} already exists")
-            uid = s.execute(insert(users_table).values(
+            s.execute(insert(users_table).values(
                 username=new.username, full_name=new.full_name, role=new.role.value,
                 password_hash=hash_password(new.password), active=True,
-                created_at=utcnow())).inserted_primary_key[0]  # type: ignore[index]
-            row = s.execute(select(users_table).where(users_table.c.id == uid)).one()
+                created_at=utcnow()))
+            row = s.execute(select(users_table).where(users_table.c.username == new.username)).one()
             user = _user(row)
             AuditLog(s).append(actor=actor, action="create", entity="user", entity_id=user.id,
                                before=None, after=user.model_dump(mode="json"),

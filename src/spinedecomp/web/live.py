@@ -25,6 +25,7 @@ table nobody can watch or stop from the dashboard is released.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from spinedecomp.core.units import n_to_lb
+from spinedecomp.session.telemetry import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +166,10 @@ def control_process_main(cfg: ChildConfig, commands: Any, out: Any) -> None:
     from spinedecomp.session.summary import summarize
 
     logging.basicConfig(level=logging.INFO, format="table: %(message)s")
-    try:
-        # Ask for a real-time slot when the OS allows it; without privileges this fails and
-        # the loop runs at normal priority (the bench measures what that gives).
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))  # type: ignore[attr-defined]
-    except (AttributeError, PermissionError, OSError):
-        pass
+    # Ask for a real-time slot when the OS allows it; without privileges this fails and the
+    # loop runs at normal priority (the bench measures what that gives).
+    with contextlib.suppress(AttributeError, PermissionError, OSError):
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
     req = cfg.request
     recorder = None
     try:
@@ -259,28 +259,19 @@ def control_process_main(cfg: ChildConfig, commands: Any, out: Any) -> None:
         out.put(("end", {"state": result.end_state.value, "reason": result.abort_reason}))
 
 
-class _CompactingRecorder:
+class _CompactingRecorder(Recorder):
     """Like the engine's `Recorder`, but joins its blocks every few thousand rows."""
 
     def __init__(self) -> None:
-        from spinedecomp.session.telemetry import Recorder
-
-        self._inner = Recorder()
+        super().__init__()
         self._since = 0
 
-    @property
-    def rows(self) -> int:
-        return self._inner.rows
-
     def __call__(self, block: npt.NDArray[np.float64]) -> None:
-        self._inner(block)
+        super().__call__(block)
         self._since += 1
         if self._since >= 5000:
             self._since = 0
-            self._inner.array()
-
-    def array(self) -> npt.NDArray[np.float64]:
-        return self._inner.array()
+            self.array()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -102,7 +102,8 @@ def patient_page(request: Request, user: Schedule, patient_id: int) -> HTMLRespo
     with web(request).store.unit(user.username) as uow:
         p = api._patient(uow, patient_id)
         clinical = user.can(Right.CLINICAL)
-        ctx = {"p": p, "plans": uow.plans.for_patient(p.id), "costs": uow.costs.for_patient(p.id),
+        ctx: dict[str, Any] = {
+               "p": p, "plans": uow.plans.for_patient(p.id), "costs": uow.costs.for_patient(p.id),
                "sessions": list(reversed(uow.sessions.all(patient_id=p.id))),
                "decisions": uow.decisions.for_patient(p.id) if clinical else [],
                "visits": uow.visits.for_patient(p.id) if clinical else [],
@@ -309,7 +310,7 @@ def admin_add_user(request: Request, user: Admin, username: Annotated[str, Form(
     from spinedecomp.store.repositories import StoreError
 
     try:
-        web(request).users.add(UserIn(username=username, role=role, password=password,  # type: ignore[arg-type]
+        web(request).users.add(UserIn(username=username, role=role, password=password,
                                       full_name=full_name), actor=user.username)
     except (ValidationError, StoreError) as exc:
         with web(request).store.unit(user.username) as uow:

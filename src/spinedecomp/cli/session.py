@@ -132,7 +132,8 @@ def print_summary(s: SessionSummary) -> None:
 def simulate(
     protocol: str = typer.Option(..., "--protocol", "-p", help="Built-in name or a YAML/JSON file."),
     weight_kg: float = typer.Option(..., "--weight-kg", "-w", help="Patient body weight, kg."),
-    rate_hz: float = typer.Option(1000.0, "--rate-hz", help="Control rate."),
+    rate_hz: float | None = typer.Option(
+        None, "--rate-hz", help="Control rate [default: 1000 on the simulator, 100 on a real table]."),
     speed: str = typer.Option("max", "--speed", help="max, realtime, or N x real time."),
     edit: list[str] = typer.Option([], "--edit", help="T:FIELD=VALUE or T:pause|resume|stop."),
     fault: list[str] = typer.Option([], "--fault", help="T:KIND[:ARGS], see docs/safety.md."),
@@ -158,7 +159,15 @@ def simulate(
         fail("--patient needs the store (drop --no-store)")
     try:
         proto = load_any(protocol)
-        spec = SessionSpec(protocol=proto, body_weight_kg=weight_kg, rate_hz=rate_hz,
+        real_table = device != "sim"
+        if real_table and speed == "max":
+            # A real table lives in real time: simulated time against it means nothing.
+            speed = "realtime"
+            err.print("[yellow]real table: running in real time[/]")
+        # 100 Hz over Modbus: 50x the force loop's bandwidth, and the round trips of real
+        # firmware fit with margin (docs/device-protocol.md).
+        rate = rate_hz if rate_hz is not None else (100.0 if real_table else 1000.0)
+        spec = SessionSpec(protocol=proto, body_weight_kg=weight_kg, rate_hz=rate,
                            speed=parse_speed(speed), device=device, seed=seed, noise=noise,
                            split_table=split_table, confirm_high_force=confirm,
                            edits=[parse_edit(e) for e in edit],

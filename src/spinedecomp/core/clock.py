@@ -23,6 +23,10 @@ class Clock(Protocol):
         """Block until the next control period starts; return its time."""
         ...
 
+    def start(self) -> None:
+        """Mark the start of the paced run (set-up may take a while before it)."""
+        ...
+
     @property
     def simulated(self) -> bool:
         """True when time is simulated (no waiting)."""
@@ -52,6 +56,9 @@ class SimClock:
         self._ticks += ticks
         return self.now()
 
+    def start(self) -> None:
+        """Nothing to pace."""
+
     @property
     def simulated(self) -> bool:
         return True
@@ -74,6 +81,11 @@ class RealClock:
         self._t0 = time.monotonic()
         self._ticks = 0
         self.overruns = 0
+
+    def start(self) -> None:
+        """Restart the deadlines now, so time spent in set-up is not caught up in a burst."""
+        self._t0 = time.monotonic()
+        self._ticks = 0
 
     def now(self) -> float:
         """Session seconds (scaled by speed)."""

@@ -7,14 +7,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
 
-from spinedecomp.control.trajectory import Phase  # noqa: E402
-from spinedecomp.core.units import n_to_lb  # noqa: E402
-from spinedecomp.session.summary import EventOut, AlarmOut  # noqa: E402
-from spinedecomp.session.telemetry import COL  # noqa: E402
+from spinedecomp.control.trajectory import Phase
+from spinedecomp.core.units import lb_to_n, n_to_lb
+from spinedecomp.session.summary import AlarmOut, EventOut
+from spinedecomp.session.telemetry import COL
 
 _PHASE_COLOURS = {Phase.RAMP_UP: "#e8f1fb", Phase.HOLD: "#d5e8d4", Phase.RAMP_DOWN: "#fdf0d5",
                   Phase.REST: "#f5f5f5", Phase.PAUSED: "#e1d5e7", Phase.RELEASE: "#f8cecc",
@@ -51,7 +51,7 @@ def plot_session(tel: npt.NDArray[np.float64], path: Path, *, title: str,
     if not np.all(np.isnan(true)):
         ax_f.plot(t, true, color="#2ca02c", lw=0.6, alpha=0.7, label="true force (simulator)")
     ax_f.set_ylabel("force (N)")
-    sec = ax_f.secondary_yaxis("right", functions=(n_to_lb, lambda lb: lb * 4.4482216152605))
+    sec = ax_f.secondary_yaxis("right", functions=(n_to_lb, lb_to_n))
     sec.set_ylabel("force (lb)")
     ax_f.legend(loc="upper right", fontsize=8)
     ax_f.set_title(title)

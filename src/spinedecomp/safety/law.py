@@ -229,10 +229,13 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
         lim = max(zp[ZP_DISAGREE_N], zp[ZP_DISAGREE_REL] * 0.5 * (fa + fb))
         if _timer(z, Z_T_DISAGREE, diff > lim, dt) >= zp[ZP_DISAGREE_S]:
             _trip(z, alarms, codes.LOADCELL_DISAGREE, diff, f, clamp)
-    if _timer(z, Z_FROZEN_A, fa == z[Z_LAST_A], dt) >= zp[ZP_FROZEN_S]:
+    # While the link is down a driver repeats its last readings: that is not a frozen cell
+    # (the link alarm covers it), so the frozen check only counts fresh samples.
+    link_up = comm_ok > 0.5
+    if _timer(z, Z_FROZEN_A, link_up and fa == z[Z_LAST_A], dt) >= zp[ZP_FROZEN_S]:
         z[Z_BAD_A] = 1.0
         _trip(z, alarms, codes.SENSOR_FROZEN, fa, f, clamp)
-    if _timer(z, Z_FROZEN_B, fb == z[Z_LAST_B], dt) >= zp[ZP_FROZEN_S]:
+    if _timer(z, Z_FROZEN_B, link_up and fb == z[Z_LAST_B], dt) >= zp[ZP_FROZEN_S]:
         z[Z_BAD_B] = 1.0
         _trip(z, alarms, codes.SENSOR_FROZEN, fb, f, clamp)
     z[Z_LAST_A] = fa

@@ -361,6 +361,7 @@ class SessionEngine:
         if self.state is not SessionState.READY:
             raise SessionError(f"run needs a ready session, not {self.state.value}")
         self._wall0 = time.perf_counter()
+        self.clock.start()
         self._transition(SessionState.RUNNING, "treatment started")
         last_progress = 0.0
         try:

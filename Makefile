@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean demo-cli
+.PHONY: run demo test bench lint venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The main job: a full simulated session with its report, then the clinic dashboard with a
+# demo clinic on the simulated table and SQLite (Ctrl-C to stop).
 run: $(STAMP)
+	$(BIN)/spinedecomp demo
+	$(BIN)/spinedecomp serve --demo
+
+demo: $(STAMP)
 	$(BIN)/spinedecomp demo
 
 test: $(STAMP)

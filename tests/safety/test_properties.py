@@ -7,14 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spinedecomp.control.library import builtin_protocols
-from spinedecomp.control.protocol import resolve
 from spinedecomp.control.trajectory import EDITABLE_FIELDS
-from spinedecomp.core.errors import ProtocolError
 from spinedecomp.core.units import limits_for
 from spinedecomp.session.faults import FAULT_KINDS, parse_fault
-from spinedecomp.session.model import Command, SessionState
+from spinedecomp.session.model import SessionState
 from spinedecomp.session.summary import summarize
-from tests.helpers import force, proto, run
+from tests.helpers import edit_commands, force, random_proto, run
 
 # Device absolute limit plus the documented transient margin (docs/safety.md): 5%.
 TRANSIENT_MARGIN = 0.05
@@ -35,16 +33,8 @@ def test_force_bounded_and_every_run_ends_released(mode: str, region: str, pct: 
                                                   faults: list[tuple[float, str, str, float]],
                                                   edits: list[tuple[float, str, float]],
                                                   seed: int) -> None:
-    over: dict[str, object] = {"mode": mode, "region": region, "duration_min": 1.2, "ramp_s": 5,
-                               "hold_s": 15, "rest_s": 8,
-                               "max_force": {"value": pct if region == "lumbar" else pct / 5,
-                                             "unit": "%bw"}}
-    if mode == "cyclic":
-        over["oscillation"] = {"value": 5 if region == "lumbar" else 2, "unit": "lb"}
-    try:
-        p = proto(**over)
-        resolve(p, weight)
-    except ProtocolError:
+    p = random_proto(mode, region, pct, weight, 1.2)
+    if p is None:
         return
     fs = []
     for t, kind, ch, arg in faults:
@@ -53,8 +43,7 @@ def test_force_bounded_and_every_run_ends_released(mode: str, region: str, pct: 
         if fk.default_arg is not None and kind in ("overforce-spike", "loadcell-drift", "loadcell-offset"):
             spec += f":{arg}"
         fs.append(parse_fault(spec))
-    cmds = [(t, Command(kind=w) if w in ("pause", "resume", "stop")  # type: ignore[arg-type]
-             else Command(kind="edit", field=w, value=v)) for t, w, v in edits]
+    cmds = edit_commands(edits)
     _eng, res = run(p, weight, faults=fs, edits=cmds, seed=seed, rate_hz=500.0)
     limit = limits_for(p.region).force.absolute.hi
     f = force(res.telemetry)

@@ -18,7 +18,7 @@ from spinedecomp.session.engine import SessionEngine
 from spinedecomp.session.model import Command, SessionState
 from spinedecomp.session.summary import summarize
 from spinedecomp.session.telemetry import COL
-from tests.helpers import force, proto, run
+from tests.helpers import edit_commands, force, proto, random_proto, run
 
 MODES = ["static", "intermittent", "progressive", "regressive", "cyclic"]
 
@@ -181,23 +181,10 @@ def test_measured_force_never_exceeds_the_final_clamp(mode: str, region: str, pc
                                                       weight: float,
                                                       edits: list[tuple[float, str, float]],
                                                       seed: int) -> None:
-    over: dict[str, object] = {"mode": mode, "region": region, "duration_min": 1.5,
-                               "ramp_s": 5, "hold_s": 15, "rest_s": 8,
-                               "max_force": {"value": pct if region == "lumbar" else pct / 5,
-                                             "unit": "%bw"}}
-    if mode == "cyclic":
-        over["oscillation"] = {"value": 5 if region == "lumbar" else 2, "unit": "lb"}
-    try:
-        p = proto(**over)
-        resolve(p, weight)
-    except ProtocolError:
+    p = random_proto(mode, region, pct, weight, 1.5)
+    if p is None:
         return
-    cmds = []
-    for t, what, value in edits:
-        if what in ("pause", "resume", "stop"):
-            cmds.append((t, Command(kind=what)))  # type: ignore[arg-type]
-        else:
-            cmds.append((t, Command(kind="edit", field=what, value=value)))
+    cmds = edit_commands(edits)
     eng, res = run(p, weight, edits=cmds, seed=seed, rate_hz=500.0)
     tel = res.telemetry
     clamp_max = eng.resolved.cap_n

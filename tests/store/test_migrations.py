@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
 
 from spinedecomp.store import migrate
 from spinedecomp.store.api import SchemaOutOfDate, Store
@@ -55,12 +56,48 @@ def test_upgrade_downgrade_upgrade(empty_engine: Engine) -> None:
     assert _tables(empty_engine) == set(Base.metadata.tables)
     assert _diff(empty_engine) == []  # the migrations build exactly what models.py declares
     migrate.downgrade(empty_engine, "-1")
-    assert migrate.current_revision(empty_engine) == "0001"
+    previous = ScriptDirectory.from_config(migrate.alembic_config()).get_revision(head).down_revision
+    assert previous is not None
+    assert migrate.current_revision(empty_engine) == previous
     migrate.upgrade(empty_engine)
     assert migrate.current_revision(empty_engine) == head
     assert _diff(empty_engine) == []
     migrate.downgrade(empty_engine, "base")
     assert _tables(empty_engine) == set()
+
+
+# The table the web layer created for itself (``MetaData.create_all``) before revision 0003.
+LEGACY_WEB_USER = """CREATE TABLE web_user (id {pk}, username VARCHAR(64) NOT NULL UNIQUE,
+    full_name VARCHAR(200) NOT NULL, role VARCHAR(16) NOT NULL,
+    password_hash VARCHAR(256) NOT NULL, active BOOLEAN NOT NULL, created_at {ts} NOT NULL)"""
+
+
+def test_0003_adopts_the_web_layers_own_user_table(engine_name: str, empty_engine: Engine) -> None:
+    """A clinic whose dashboard created ``web_user`` before 0003 keeps its accounts (same ids,
+    so the audit log still points at them), and new accounts get fresh ids."""
+    migrate.upgrade(empty_engine, "0002")
+    pg = engine_name == "postgresql"
+    with empty_engine.begin() as conn:
+        conn.execute(text(LEGACY_WEB_USER.format(
+            pk="SERIAL PRIMARY KEY" if pg else "INTEGER NOT NULL PRIMARY KEY",
+            ts="TIMESTAMP WITH TIME ZONE" if pg else "DATETIME")))
+        conn.execute(text("INSERT INTO web_user VALUES (7, 'dr.lee', 'Dr Lee', 'clinician', "
+                          "'$argon2id$x', true, '2026-01-02 03:04:05')"))
+    migrate.upgrade(empty_engine)
+    assert "web_user" not in _tables(empty_engine)
+    assert _diff(empty_engine) == []
+    with Store(empty_engine, StoreSettings(database_url=str(empty_engine.url))).unit("t") as uow:
+        old = uow.users.get(7)
+        assert (old.username, old.full_name, old.role, old.active) == ("dr.lee", "Dr Lee",
+                                                                      "clinician", True)
+        assert old.created_at.tzinfo is not None
+        new = uow.users.add(username="desk", role="front-desk", password_hash="h")
+        assert new.id > 7
+    migrate.downgrade(empty_engine, "0002")  # back: the accounts return to web_user
+    with empty_engine.connect() as conn:
+        names = conn.execute(text("SELECT username FROM web_user ORDER BY id")).scalars().all()
+    assert names == ["dr.lee", "desk"]
+    assert "users" not in _tables(empty_engine)
 
 
 def test_store_open_upgrades_sqlite_but_not_postgresql(engine_name: str, empty_engine: Engine,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from pydantic import BaseModel
@@ -43,7 +43,7 @@ def test_patient_create_update_delete_are_audited(store: Store) -> None:
         p = uow.patients.get(pid)
         assert (p.code, p.name, p.birth_date, p.body_weight_kg) == ("P-0001", "Ann Example",
                                                                    date(1970, 5, 1), 72.5)
-        assert p.created_at.tzinfo is not None and p.created_at.utcoffset().total_seconds() == 0
+        assert p.created_at.utcoffset() == timedelta(0)
         uow.patients.update(pid, PatientChanges(body_weight_kg=70.0), reason="weighed today")
     with store.unit("front-desk") as uow:
         assert uow.patients.find("P-0001").body_weight_kg == 70.0
@@ -179,3 +179,28 @@ def test_session_create_finalize_and_crash_abort(store: Store) -> None:
         assert uow.sessions.events(s2.id)[-1].reason == "idle -> aborted: process ended unexpectedly"
         fin = uow.audit.entries(entity="session", entity_id=s1.id)[-1]
     assert fin.actor == "dr.lee" and fin.after is not None and fin.after["state"] == "completed"
+
+
+def test_user_accounts_are_audited_without_the_hash(store: Store) -> None:
+    with store.unit("admin") as uow:
+        u = uow.users.add(username="dr.lee", role="clinician", password_hash="$argon2id$secret",
+                          full_name="Dr Lee")
+        with pytest.raises(Conflict, match="already exists"):
+            uow.users.add(username="dr.lee", role="admin", password_hash="x")
+    with store.unit("admin") as uow:
+        off = uow.users.set_active(u.id, False, reason="left the clinic")
+        assert off.active is False
+        uow.users.set_active(u.id, False)  # no change, no entry
+        with pytest.raises(NotFound):
+            uow.users.set_active(999, True)
+    with store.unit("reader") as uow:
+        assert [x.username for x in uow.users.all()] == ["dr.lee"]
+        assert uow.users.by_name("nobody") is None
+        found = uow.users.password_hash("dr.lee")
+        assert found is not None and found[1] == "$argon2id$secret"
+        entries = uow.audit.entries(entity="user", entity_id=u.id)
+    assert [(e.actor, e.action) for e in entries] == [("admin", "create"), ("admin", "update")]
+    assert entries[0].after is not None and entries[0].after["username"] == "dr.lee"
+    assert all("password_hash" not in str(e.before) + str(e.after) for e in entries)
+    assert entries[1].before == {"active": True} and entries[1].after == {"active": False}
+    assert entries[1].reason == "left the clinic"

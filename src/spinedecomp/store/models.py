@@ -323,6 +323,22 @@ class Outcome(Base):
     document: Mapped[Doc]
 
 
+class UserAccount(Base):
+    """A dashboard account (revision 0003). Roles are the web layer's business; the store
+    keeps the name, role, argon2 hash and whether the account may log in. Changes go through
+    `UserRepository`, which writes them to the audit log (never the hash)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = _now_col()
+
+
 class AuditEntry(Base):
     """One change to clinical data. Append-only: the code has no update or delete path, and
     database triggers (revision 0002) refuse UPDATE and DELETE on this table."""

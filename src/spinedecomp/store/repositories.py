@@ -53,6 +53,7 @@ from spinedecomp.store.models import (
     SideEffect,
     TelemetryChunk,
     TreatmentSession,
+    UserAccount,
     UTCDateTime,
     Visit,
     utcnow,
@@ -329,6 +330,17 @@ class AuditRecord(_Record):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     reason: str | None
+
+
+class UserRecord(_Record):
+    """A stored account, without its password hash."""
+
+    id: int
+    username: str
+    full_name: str
+    role: str
+    active: bool
+    created_at: datetime
 
 
 class TelemetryStats(BaseModel):
@@ -786,6 +798,42 @@ class SessionRepository(_Audited[TreatmentSession, SessionRecord]):
         return self._rec(row)
 
 
+class UserRepository(_Audited[UserAccount, UserRecord]):
+    """Dashboard accounts. Create and enable/disable are audited (entity ``user``); the
+    audit entries never contain the password hash. Hashing is the caller's job."""
+
+    model = UserAccount
+    record = UserRecord
+    entity = "user"
+
+    def add(self, *, username: str, role: str, password_hash: str, full_name: str = "",
+            reason: str | None = None) -> UserRecord:
+        """Create an account (Conflict if the name is taken)."""
+        if self._s.scalar(select(UserAccount.id).where(UserAccount.username == username)) is not None:
+            raise Conflict(f"user {username!r} already exists")
+        return self._create(UserAccount(username=username, full_name=full_name, role=role,
+                                        password_hash=password_hash, active=True,
+                                        created_at=utcnow()), reason or "account created")
+
+    def set_active(self, id_: int, active: bool, *, reason: str | None = None) -> UserRecord:
+        """Enable or disable an account."""
+        return self._update(id_, {"active": active}, reason)
+
+    def by_name(self, username: str) -> UserRecord | None:
+        """The account with this name, if any."""
+        row = self._s.scalar(select(UserAccount).where(UserAccount.username == username))
+        return None if row is None else self._rec(row)
+
+    def password_hash(self, username: str) -> tuple[UserRecord, str] | None:
+        """The account and its stored hash (for checking a password), or None."""
+        row = self._s.scalar(select(UserAccount).where(UserAccount.username == username))
+        return None if row is None else (self._rec(row), row.password_hash)
+
+    def all(self) -> list[UserRecord]:
+        """Every account by id."""
+        return [self._rec(r) for r in self._s.scalars(select(UserAccount).order_by(UserAccount.id))]
+
+
 def _heartbeat_statement() -> Update:
     t = _table(TreatmentSession)
     c = t.c
@@ -936,6 +984,7 @@ class UnitOfWork:
         self.side_effects = SideEffectRepository(session, self.audit, actor)
         self.outcomes = OutcomeRepository(session, self.audit, actor)
         self.sessions = SessionRepository(session, self.audit, actor)
+        self.users = UserRepository(session, self.audit, actor)
         self.telemetry = TelemetryRepository(session)
 
     def commit(self) -> None:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from spinedecomp.store.api import Store
 from spinedecomp.store.settings import StoreSettings
@@ -20,8 +20,10 @@ from spinedecomp.web.app import create_app
 from spinedecomp.web.auth import Role, UserIn, UserStore
 from spinedecomp.web.settings import WebSettings
 
-PASSWORDS = {"doc": "doc-password-1", "desk": "desk-password-1", "boss": "boss-password-1"}
-ROLES = {"doc": Role.CLINICIAN, "desk": Role.FRONT_DESK, "boss": Role.ADMIN}
+PASSWORDS = {"doc": "doc-password-1", "desk": "desk-password-1", "boss": "boss-password-1",
+             "doc2": "doc2-password-1"}
+ROLES = {"doc": Role.CLINICIAN, "desk": Role.FRONT_DESK, "boss": Role.ADMIN,
+         "doc2": Role.CLINICIAN}
 
 
 @dataclass
@@ -51,8 +53,8 @@ def env(tmp_path: Path) -> Iterator[WebEnv]:
     e.store.close()
 
 
-def login(client: TestClient, name: str) -> str:
-    """Log in through the API; returns the session's CSRF token."""
+def login(client: httpx.Client, name: str) -> str:
+    """Log in through the API (TestClient or a real HTTP client); returns the CSRF token."""
     tok = client.get("/api/v1/auth/csrf").json()["csrf_token"]
     r = client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORDS[name]},
                     headers={"X-CSRF-Token": tok})

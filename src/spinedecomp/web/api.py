@@ -460,9 +460,8 @@ async def live_ws(ws: WebSocket) -> None:
         return
     await ws.accept()
     viewer = Viewer(user.username, asyncio.get_running_loop())
-    history = st.live.add_viewer(viewer)
+    history, s = st.live.add_viewer(viewer)
     try:
-        s = st.live.status()
         await ws.send_text(json.dumps({"type": "hello", "state": s.state, "controller": s.controller,
                                        "session_id": s.session_id, "active": s.active,
                                        "events": s.events, "alarms": s.alarms,

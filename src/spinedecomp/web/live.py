@@ -326,7 +326,9 @@ class LiveManager:
         self.record = record
         self.data_dir = data_dir
         self._ctx = mp.get_context("spawn")
-        self._lock = threading.Lock()
+        # Re-entrant: a message is stored and fanned out under one hold of the lock, so a viewer
+        # joining (snapshot + registration, also under it) sees each message exactly once.
+        self._lock = threading.RLock()
         self._proc: BaseProcess | None = None
         self._cmd_q: Any = None
         self._out_q: Any = None
@@ -440,11 +442,12 @@ class LiveManager:
                 self._proc.terminate()
 
     # ---- viewers ---------------------------------------------------------------------------
-    def add_viewer(self, viewer: Viewer) -> list[list[float]]:
-        """Register a viewer; returns the recent frames it missed."""
+    def add_viewer(self, viewer: Viewer) -> tuple[list[list[float]], LiveStatus]:
+        """Register a viewer; returns the recent frames and the state it missed, taken at the
+        same instant as the registration (nothing missed, nothing twice)."""
         with self._lock:
             self._viewers.add(viewer)
-            return list(self._history)
+            return list(self._history), self.status()
 
     def remove_viewer(self, viewer: Viewer) -> None:
         """Forget a viewer."""
@@ -457,18 +460,18 @@ class LiveManager:
         return len(self._viewers)
 
     def _fan_out(self, text: str) -> None:
-        with self._lock:
-            viewers = list(self._viewers)
-        for v in viewers:
-            try:
-                v.loop.call_soon_threadsafe(v.offer, text)
-            except RuntimeError:  # the viewer's loop is closed
-                self.remove_viewer(v)
+        with self._lock:  # call_soon_threadsafe only queues a callback: never blocks
+            for v in list(self._viewers):
+                try:
+                    v.loop.call_soon_threadsafe(v.offer, text)
+                except RuntimeError:  # the viewer's loop is closed
+                    self._viewers.discard(v)
 
     def _broadcast_status(self) -> None:
-        st = self.status()
-        self._fan_out(json.dumps({"type": "status", "state": st.state, "controller": st.controller,
-                                  "session_id": st.session_id, "active": st.active}))
+        with self._lock:
+            st = self.status()
+            self._fan_out(json.dumps({"type": "status", "state": st.state, "controller": st.controller,
+                                      "session_id": st.session_id, "active": st.active}))
 
     def _read(self, out_q: Any, proc: BaseProcess) -> None:
         """Reader thread: drain the control process's queue, keep state, fan out."""
@@ -487,15 +490,15 @@ class LiveManager:
             except (EOFError, OSError):
                 return
             if kind == "frame":
-                self._history.append(payload)
                 st = STATE_NAMES[payload[10]] if 0 <= payload[10] < len(STATE_NAMES) else "?"
-                if st != self.state:
-                    with self._lock:
-                        self.state = st
-                self._fan_out(json.dumps({"type": "frame", "f": payload}, allow_nan=False)
-                              if all(math.isfinite(x) for x in payload) else
-                              json.dumps({"type": "frame", "f": [x if math.isfinite(x) else None
-                                                                 for x in payload]}))
+                text = (json.dumps({"type": "frame", "f": payload}, allow_nan=False)
+                        if all(math.isfinite(x) for x in payload) else
+                        json.dumps({"type": "frame", "f": [x if math.isfinite(x) else None
+                                                           for x in payload]}))
+                with self._lock:
+                    self._history.append(payload)
+                    self.state = st
+                    self._fan_out(text)
                 continue
             with self._lock:
                 if kind == "event":
@@ -517,7 +520,7 @@ class LiveManager:
                 if kind == "event" and payload.get("kind") == "acknowledge":
                     for a in self.alarms:
                         a["acknowledged"] = True
-            self._fan_out(json.dumps({"type": kind, "data": payload}, default=str))
+                self._fan_out(json.dumps({"type": kind, "data": payload}, default=str))
             if kind == "end":
                 log.info("live session ended: %s %s", payload["state"], payload.get("reason") or "")
                 self._broadcast_status()

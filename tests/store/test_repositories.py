@@ -18,7 +18,7 @@ from spinedecomp.store.repositories import (
     SessionStart,
     StoreError,
 )
-from spinedecomp.store.telemetry_codec import Finalization
+from spinedecomp.store.telemetry_codec import AlarmRow, Batch, Finalization
 
 
 class FakeDecision(BaseModel):
@@ -204,3 +204,47 @@ def test_user_accounts_are_audited_without_the_hash(store: Store) -> None:
     assert all("password_hash" not in str(e.before) + str(e.after) for e in entries)
     assert entries[1].before == {"active": True} and entries[1].after == {"active": False}
     assert entries[1].reason == "left the clinic"
+
+
+def _ended_session_with_alarms(store: Store, pid: int) -> int:
+    with store.unit("dr.lee") as uow:
+        sid = uow.sessions.create(_start(pid)).id
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    alarms = [AlarmRow(seq=i, t=float(i), kind=k, code=c, priority="medium", technical=False,
+                       condition=k, value=1.0, force_n=200.0, action="controlled release")
+              for i, (k, c) in enumerate((("operator-stop", 10), ("overforce", 3)), start=1)]
+    with store.unit("writer") as uow:
+        assert uow.telemetry.write_batch(Batch(session_id=sid, seq=1, wall_at=now, samples=10,
+                                               last_t=2.0, state="running", alarms=alarms))
+    return sid
+
+
+def test_alarms_acknowledged_after_the_session_are_audited(store: Store) -> None:
+    pid = _patient(store)
+    sid = _ended_session_with_alarms(store, pid)
+    with store.unit("dr.kim") as uow, pytest.raises(Conflict, match="live page"):
+        uow.sessions.acknowledge_alarms(sid)  # still running: the engine acknowledges
+    with store.unit("writer") as uow:
+        uow.sessions.finalize(sid, Finalization("aborted", "operator-stop", None,
+                                                datetime(2026, 11, 23, 10, 1, tzinfo=UTC),
+                                                actor="dr.lee"))
+    with store.unit("dr.kim") as uow:
+        with pytest.raises(NotFound, match="no alarm 9"):
+            uow.sessions.acknowledge_alarms(sid, seqs=[2, 9])
+        first = uow.sessions.acknowledge_alarms(sid, seqs=[2], reason="reviewed the trace")
+        assert [(a.seq, a.acknowledged, a.acknowledged_by) for a in first] == [(2, True, "dr.kim")]
+    with store.unit("dr.lee") as uow:
+        rest = uow.sessions.acknowledge_alarms(sid)
+        assert [a.seq for a in rest] == [1]
+        assert uow.sessions.acknowledge_alarms(sid) == []  # nothing left: no new entries
+        with pytest.raises(NotFound):
+            uow.sessions.acknowledge_alarms(999)
+    with store.unit("auditor") as uow:
+        stored = [(a.seq, a.acknowledged_by) for a in uow.sessions.alarms(sid)]
+        entries = uow.audit.entries(entity="session_alarm")
+    assert stored == [(1, "dr.lee"), (2, "dr.kim")]
+    assert [(e.actor, e.entity_id, e.reason) for e in entries] == [
+        ("dr.kim", f"{sid}/2", "reviewed the trace"),
+        ("dr.lee", f"{sid}/1", "operator-stop acknowledged after the session")]
+    assert entries[0].before == {"acknowledged": False, "acknowledged_by": None}
+    assert entries[0].after == {"acknowledged": True, "acknowledged_by": "dr.kim"}

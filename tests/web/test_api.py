@@ -3,12 +3,15 @@ authentication, roles, CSRF, rate limiting, malformed bodies, audit, clinic work
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from spinedecomp.store.repositories import SessionStart
+from spinedecomp.store.telemetry_codec import AlarmRow, Batch, Finalization
 from spinedecomp.web.settings import InsecureSettings, WebSettings
 from tests.web.conftest import WebEnv, login, make_env
 
@@ -34,6 +37,8 @@ ENDPOINTS = [
     ("GET", "/api/v1/patients/1/report", None, "schedule"),
     ("GET", "/api/v1/outcomes/cohort", None, "schedule"),
     ("GET", "/api/v1/sessions", None, "schedule"),
+    ("GET", "/api/v1/sessions/1", None, "live"),
+    ("POST", "/api/v1/sessions/1/alarms/acknowledge", {}, "live"),
     ("GET", "/api/v1/protocols", None, "live"),
     ("GET", "/api/v1/live/status", None, "live"),
     ("POST", "/api/v1/live/start", {"protocol": "lumbar-intermittent", "switch_tested": True,
@@ -275,3 +280,71 @@ def test_form_login_and_screening_page(env: WebEnv) -> None:
     assert r.status_code == 200 and "Decision: candidate" in r.text
     r = c.post(f"/patients/{pid}/intake", data={"intake": "weight_kg: -3", "csrf_token": tok})
     assert r.status_code == 422 and "region" in r.text
+
+
+def stored_session_with_alarms(env: WebEnv) -> int:
+    """A session as the control process leaves it: two latched alarms, not acknowledged."""
+    with env.store.unit("doc") as uow:
+        pid = uow.patients.demo().id
+        sid = uow.sessions.create(SessionStart(
+            patient_id=pid, protocol_name="lumbar-intermittent", region="lumbar",
+            mode="intermittent", body_weight_kg=80.0, rate_hz=1000.0, clinical_rate_hz=100.0,
+            device="sim", protocol={}, spec={}, host="here", pid=1)).id
+    alarms = [AlarmRow(seq=i, t=10.0 * i, kind=k, code=i, priority=p, technical=False,
+                       condition=c, value=1.0, force_n=150.0, action="controlled release")
+              for i, (k, p, c) in enumerate((("operator-stop", "medium", "operator pressed STOP"),
+                                             ("overforce", "high", "force above the clamp")),
+                                            start=1)]
+    with env.store.unit("writer") as uow:
+        uow.telemetry.write_batch(Batch(session_id=sid, seq=1, wall_at=datetime.now(UTC),
+                                        samples=100, last_t=20.0, state="running", alarms=alarms))
+    return sid
+
+
+def test_alarms_acknowledged_after_the_session(env: WebEnv) -> None:
+    sid = stored_session_with_alarms(env)
+    doc = TestClient(env.app, follow_redirects=False)
+    tok = login(doc, "doc")
+    h = {"X-CSRF-Token": tok}
+    d = doc.get(f"/api/v1/sessions/{sid}").json()
+    assert [(a["seq"], a["acknowledged"]) for a in d["alarms"]] == [(1, False), (2, False)]
+    # While the session is open its alarms belong to the engine (live page).
+    r = doc.post(f"/api/v1/sessions/{sid}/alarms/acknowledge", json={}, headers=h)
+    assert r.status_code == 409 and "live page" in r.json()["detail"]
+    assert "Acknowledge alarms (" not in doc.get(f"/sessions/{sid}").text
+    with env.store.unit("writer") as uow:
+        uow.sessions.finalize(sid, Finalization("aborted", "operator-stop", None,
+                                                datetime.now(UTC), actor="doc"))
+    assert doc.post("/api/v1/sessions/999/alarms/acknowledge", json={},
+                    headers=h).status_code == 404
+    assert doc.post(f"/api/v1/sessions/{sid}/alarms/acknowledge", json={"seqs": [7]},
+                    headers=h).status_code == 404
+    assert doc.post(f"/api/v1/sessions/{sid}/alarms/acknowledge", json={"seqs": [2]}).status_code \
+        == 403  # no CSRF token
+    r = doc.post(f"/api/v1/sessions/{sid}/alarms/acknowledge",
+                 json={"seqs": [2], "reason": "reviewed the force trace"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert [(a["seq"], a["acknowledged_by"]) for a in r.json()] == [(2, "doc")]
+    # The session page lists the alarms and offers the button for the one left.
+    page = doc.get(f"/sessions/{sid}").text
+    assert "operator pressed STOP" in page and "yes, by doc" in page
+    assert "Acknowledge alarms (1)" in page
+    r = doc.post(f"/sessions/{sid}/acknowledge", data={"csrf_token": tok, "reason": "seen"})
+    assert r.status_code == 303 and r.headers["location"] == f"/sessions/{sid}?acked=1"
+    page = doc.get(r.headers["location"]).text
+    assert "1 alarm(s) acknowledged" in page and "Acknowledge alarms (" not in page
+    assert page.count("yes, by doc") == 2
+    assert doc.post(f"/api/v1/sessions/{sid}/alarms/acknowledge", json={},
+                    headers=h).json() == []  # nothing left
+    with env.store.unit("t") as uow:
+        entries = uow.audit.entries(entity="session_alarm")
+    assert [(e.actor, e.entity_id, e.reason) for e in entries] == [
+        ("doc", f"{sid}/2", "reviewed the force trace"), ("doc", f"{sid}/1", "seen")]
+    # The front desk sees the session in the schedule but not its alarms.
+    desk = TestClient(env.app, follow_redirects=False)
+    dtok = login(desk, "desk")
+    assert desk.get(f"/sessions/{sid}").status_code == 403
+    assert desk.post(f"/sessions/{sid}/acknowledge",
+                     data={"csrf_token": dtok}).status_code == 403
+    assert f'href="/sessions/{sid}"' not in desk.get("/").text
+    assert f'href="/sessions/{sid}"' in doc.get("/").text

@@ -748,6 +748,42 @@ class SessionRepository(_Audited[TreatmentSession, SessionRecord]):
         q = select(SessionAlarm).where(SessionAlarm.session_id == session_id).order_by(SessionAlarm.seq)
         return [AlarmRecord.model_validate(r) for r in self._s.scalars(q)]
 
+    def acknowledge_alarms(self, session_id: int, *, seqs: Sequence[int] | None = None,
+                           reason: str | None = None) -> list[AlarmRecord]:
+        """Acknowledge latched alarms of a session that has ended (all unacknowledged ones, or
+        those numbered `seqs`), by this unit's actor. Each is audited (entity
+        ``session_alarm``, id ``<session>/<seq>``). Returns the alarms acknowledged now.
+
+        Conflict while the session runs: its alarms are acknowledged on the engine (the live
+        page), which records the acknowledgement in the session's own record."""
+        sess = self.get(session_id)
+        if not sess.terminal:
+            raise Conflict(f"session {session_id} is still {sess.state}: acknowledge its alarms "
+                           "on the live page")
+        q = select(SessionAlarm).where(SessionAlarm.session_id == session_id)
+        if seqs is not None:
+            wanted = set(seqs)
+            rows = [r for r in self._s.scalars(q) if r.seq in wanted]
+            missing = wanted - {r.seq for r in rows}
+            if missing:
+                raise NotFound(f"session {session_id} has no alarm {min(missing)}")
+        else:
+            rows = list(self._s.scalars(q))
+        done: list[AlarmRecord] = []
+        for row in sorted(rows, key=lambda r: r.seq):
+            if row.acknowledged:
+                continue
+            row.acknowledged = True
+            row.acknowledged_by = self._actor
+            self._s.flush()
+            self._audit.append(actor=self._actor, action="update", entity="session_alarm",
+                               entity_id=f"{session_id}/{row.seq}",
+                               before={"acknowledged": False, "acknowledged_by": None},
+                               after={"acknowledged": True, "acknowledged_by": self._actor},
+                               reason=reason or f"{row.kind} acknowledged after the session")
+            done.append(AlarmRecord.model_validate(row))
+        return done
+
     def windows(self, session_id: int) -> list[WindowRecord]:
         """Black-box windows in order."""
         q = select(BlackboxWindow).where(BlackboxWindow.session_id == session_id).order_by(

@@ -23,9 +23,11 @@ from spinedecomp.clinic.report import ClinicReport, build_report
 from spinedecomp.clinic.visits import GoNoGo, PostSessionRecord, PreSessionCheck, pre_session_check
 from spinedecomp.control.library import builtin_protocols
 from spinedecomp.store.repositories import (
+    AlarmRecord,
     AuditRecord,
     Conflict,
     CostRecord,
+    EventRecord,
     NotFound,
     PatientIn,
     PatientRecord,
@@ -125,6 +127,23 @@ class StatusOut(BaseModel):
     resolved: dict[str, Any] | None
     error: str | None
     viewers: int
+
+
+class SessionDetailOut(BaseModel):
+    """A stored session with its events and latched alarms."""
+
+    session: SessionRecord
+    events: list[EventRecord]
+    alarms: list[AlarmRecord]
+
+
+class AcknowledgeIn(BaseModel):
+    """Which alarms of an ended session to acknowledge (all unacknowledged ones by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seqs: list[int] | None = Field(default=None, max_length=1000)
+    reason: str = Field(default="", max_length=500)
 
 
 class ProtocolOut(BaseModel):
@@ -368,6 +387,46 @@ def list_sessions(request: Request, user: Schedule) -> list[SessionRecord]:
     """Stored treatment sessions, newest first."""
     with web(request).store.unit(user.username) as uow:
         return list(reversed(uow.sessions.all()))
+
+
+def session_detail(uow: UnitOfWork, session_id: int) -> SessionDetailOut:
+    """A stored session, its events and alarms (404 if none)."""
+    try:
+        rec = uow.sessions.get(session_id)
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id}") from exc
+    return SessionDetailOut(session=rec, events=uow.sessions.events(session_id),
+                            alarms=uow.sessions.alarms(session_id))
+
+
+@router.get("/sessions/{session_id}", response_model=SessionDetailOut, tags=["sessions"])
+def get_session(request: Request, user: Live, session_id: int) -> SessionDetailOut:
+    """A stored session with its events and latched alarms."""
+    with web(request).store.unit(user.username) as uow:
+        return session_detail(uow, session_id)
+
+
+def acknowledge_stored_alarms(request: Request, user: User, session_id: int,
+                              seqs: list[int] | None, reason: str) -> list[AlarmRecord]:
+    """Acknowledge latched alarms of an ended session (audited); 404 / 409 as the store says."""
+    try:
+        with web(request).store.unit(user.username) as uow:
+            done = uow.sessions.acknowledge_alarms(session_id, seqs=seqs, reason=reason or None)
+    except StoreError as exc:
+        raise _store_errors(exc) from exc
+    log.info("%s acknowledged %d alarm(s) of session %d after it ended", user.username,
+             len(done), session_id)
+    return done
+
+
+@router.post("/sessions/{session_id}/alarms/acknowledge", response_model=list[AlarmRecord],
+             tags=["sessions"])
+def acknowledge_alarms(request: Request, user: Live, session_id: int,
+                       body: AcknowledgeIn) -> list[AlarmRecord]:
+    """Acknowledge the latched alarms of a session that has ended (each audit-logged; the
+    answer lists those acknowledged now). 409 while the session runs: acknowledge on the live
+    page then."""
+    return acknowledge_stored_alarms(request, user, session_id, body.seqs, body.reason)
 
 
 # ---- live ------------------------------------------------------------------------------------

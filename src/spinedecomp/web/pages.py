@@ -280,6 +280,25 @@ def outcomes_page(request: Request, user: Schedule) -> HTMLResponse:
     return render(request, "outcomes.html", user, c=c)
 
 
+@router.get("/sessions/{session_id}", response_class=HTMLResponse)
+def session_page(request: Request, user: Live, session_id: int, acked: int | None = None) -> HTMLResponse:
+    """A stored session: summary, events and latched alarms (acknowledge once it has ended)."""
+    with web(request).store.unit(user.username) as uow:
+        d = api.session_detail(uow, session_id)
+        patient = uow.patients.get(d.session.patient_id)
+    return render(request, "session.html", user, s=d.session, events=d.events, alarms=d.alarms,
+                  patient=patient, acked=acked,
+                  unacked=sum(1 for a in d.alarms if not a.acknowledged))
+
+
+@router.post("/sessions/{session_id}/acknowledge")
+def session_acknowledge(request: Request, user: Live, session_id: int,
+                        reason: Annotated[str, Form(max_length=500)] = "") -> Response:
+    """The session page's "Acknowledge alarms" button."""
+    done = api.acknowledge_stored_alarms(request, user, session_id, None, reason)
+    return RedirectResponse(f"/sessions/{session_id}?acked={len(done)}", status_code=303)
+
+
 @router.get("/live", response_class=HTMLResponse)
 def live_page(request: Request, user: Live, patient_id: int | None = None) -> HTMLResponse:
     """The live session page."""

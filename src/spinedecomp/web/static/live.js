@@ -10,6 +10,8 @@
   const WINDOW_S = 60;
   let frames = [];
   let received = 0;
+  let sessionId = null;  // the stored session of the current / last run
+  let ended = false;     // after the end, alarms are acknowledged on the stored record
   const $ = (id) => document.getElementById(id);
 
   async function api(path, body) {
@@ -43,7 +45,20 @@
   $("resume").addEventListener("click", () => command({kind: "resume"}));
   $("end").addEventListener("click", () => command({kind: "stop", reason: "ended early from the live page"}));
   $("stop").addEventListener("click", () => command({kind: "operator-stop", reason: "STOP pressed on the live page"}));
-  $("ack").addEventListener("click", () => command({kind: "acknowledge"}));
+  $("ack").addEventListener("click", async () => {
+    if (!ended || !sessionId) return command({kind: "acknowledge"});
+    try {
+      show("cmd-msg", "");
+      await api(`/sessions/${sessionId}/alarms/acknowledge`, {reason: "acknowledged on the live page after the session"});
+      document.querySelectorAll("#alarms li").forEach((x) => x.classList.add("acked"));
+    } catch (e) { show("cmd-msg", e.message); }
+  });
+  function setSession(id) {
+    sessionId = id;
+    $("session-id").textContent = id;
+    $("session-link").href = "/sessions/" + id;
+    $("session-link").hidden = false;
+  }
   $("take-control").addEventListener("click", async () => {
     try { status(await api("/live/take-control")); } catch (e) { show("cmd-msg", e.message); }
   });
@@ -51,7 +66,8 @@
   function status(s) {
     if (s.state) $("state").textContent = s.state;
     $("controller").textContent = s.controller || "–";
-    if (s.session_id) $("session-id").textContent = s.session_id;
+    if (s.session_id) setSession(s.session_id);
+    if (s.state) ended = ["completed", "aborted"].includes(s.state);
     const mine = s.controller === me;
     document.querySelectorAll("#controls button:not(#stop)").forEach((b) => { b.disabled = !!s.active && !mine; });
     $("start").disabled = !!s.active;
@@ -144,9 +160,9 @@
       } else if (msg.type === "event") { event(msg.data);
       } else if (msg.type === "alarm") { alarm(msg.data);
       } else if (msg.type === "resolved") { resolved(msg.data);
-      } else if (msg.type === "session") { $("session-id").textContent = msg.data.id;
+      } else if (msg.type === "session") { setSession(msg.data.id); ended = false;
       } else if (msg.type === "error") { show("setup-msg", msg.data.message);
-      } else if (msg.type === "end") { $("state").textContent = msg.data.state; $("start").disabled = false; }
+      } else if (msg.type === "end") { $("state").textContent = msg.data.state; $("start").disabled = false; ended = true; }
     };
     ws.onclose = () => setTimeout(connect, 1000);
   }

@@ -348,3 +348,50 @@ def test_alarms_acknowledged_after_the_session(env: WebEnv) -> None:
                      data={"csrf_token": dtok}).status_code == 403
     assert f'href="/sessions/{sid}"' not in desk.get("/").text
     assert f'href="/sessions/{sid}"' in doc.get("/").text
+
+
+def test_plan_page_shows_the_course_as_tables(env: WebEnv) -> None:
+    import html
+    import re
+
+    from spinedecomp.clinic.intake import Intake
+    from spinedecomp.clinic.report import build_report
+
+    doc = TestClient(env.app)
+    tok = login(doc, "doc")
+    with env.store.unit("t") as uow:
+        pid = uow.patients.demo().id
+    assert doc.post(f"/api/v1/patients/{pid}/screening", json=INTAKE,
+                    headers={"X-CSRF-Token": tok}).status_code == 201
+    r = doc.get(f"/patients/{pid}/plan")
+    assert r.status_code == 200
+    page = html.unescape(r.text)
+    assert '"starting_protocol"' not in page and "<pre" not in page  # no raw JSON any more
+    plan = build_report(Intake.model_validate(INTAKE)).plan
+    assert plan is not None
+
+    def cells(table_id: str) -> list[list[str]]:
+        m = re.search(rf'<table class="list" id="{table_id}">(.*?)</table>', page, re.S)
+        assert m is not None, table_id
+        return [[re.sub(r"<[^>]+>", "", c).strip()
+                 for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+                for row in re.findall(r"<tr[^>]*>(.*?)</tr>", m.group(1), re.S)]
+
+    course = dict(row for row in cells("plan-course") if len(row) == 2)
+    assert course["Sessions"] == str(plan.sessions) and course["Weeks"] == str(plan.weeks)
+    week_row, sessions_row = cells("plan-frequency")
+    assert week_row == ["Week", *[str(w.week) for w in plan.frequency]]
+    assert sessions_row == ["Sessions", *[str(w.sessions) for w in plan.frequency]]
+    assert sum(int(x) for x in sessions_row[1:]) == plan.sessions
+    sp = plan.starting_protocol
+    proto = dict(row for row in cells("plan-protocol") if len(row) == 2)
+    assert proto["Protocol"] == sp.protocol_name
+    assert proto["Hold force"] == f"{sp.max_force_lb:.0f} lb ({sp.max_force_n:.0f} N)"
+    assert proto["Hold / rest"] == f"{sp.hold_s:g} s / {sp.rest_s:g} s"
+    assert proto["Duration"] == f"{sp.duration_min:g} min"
+    checkpoints = cells("plan-checkpoints")[1:]
+    assert [(c[0], c[1], c[2]) for c in checkpoints] == [
+        (c.kind.value.replace("_", "-"), "–" if c.after_session is None else str(c.after_session),
+         str(c.week)) for c in plan.checkpoints]
+    kinds = {c[0] for c in checkpoints}
+    assert "reassessment" in kinds and "follow-up" in kinds

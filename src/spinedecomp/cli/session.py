@@ -4,7 +4,6 @@ simulated table (or a real one), show progress, write the report."""
 from __future__ import annotations
 
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -182,7 +181,6 @@ def simulate(
         if recorder is not None:
             recorder.finish(engine.result())
         fail(str(exc))
-    t0 = time.perf_counter()
     try:
         run_with_progress(engine, quiet=as_json)
     except (KeyboardInterrupt, SessionInterrupted):
@@ -198,7 +196,6 @@ def simulate(
         if outputs.plot:
             out.print(f"  report: {outputs.plot}  telemetry: {outputs.telemetry}  "
                       f"summary: {outputs.summary}")
-    _ = time.perf_counter() - t0
     if summary.end_state != "completed" and not as_json:
         raise SystemExit(1)
 

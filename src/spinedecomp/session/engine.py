@@ -20,7 +20,6 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -48,9 +47,6 @@ from spinedecomp.session.model import (
     SessionState,
 )
 from spinedecomp.session.telemetry import COL, N_COL, BlockSink, Recorder
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

@@ -90,6 +90,8 @@ def test_simulate_with_a_fault_reports_the_alarm() -> None:
         (["-w", "80", "--fault", "10:wobble"], "unknown kind 'wobble'"),
         (["-w", "80", "--fault", "10:loadcell-nan"], "channel, a or b"),
         (["-w", "80", "--edit", "10:colour=3"], "unknown field 'colour'"),
+        (["-w", "80", "--fault", "nan:patient-switch"], "time must be >= 0 s"),
+        (["-w", "80", "--edit", "-5:pause"], "time must be >= 0 s"),
         (["-w", "80", "--speed", "fast"], "--speed"),
         (["-w", "80", "--device", "modbus://nohost"], "HOST:PORT"),
     ],

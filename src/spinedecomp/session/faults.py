@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spinedecomp.core.errors import SpinedecompError
+from spinedecomp.session.commands import parse_time
 from spinedecomp.session.model import Fault
 
 
@@ -66,12 +67,7 @@ def parse_fault(spec: str) -> Fault:
     parts = spec.split(":")
     if len(parts) < 2:
         raise FaultSpecError(f"fault '{spec}': expected T:KIND[:ARGS]")
-    try:
-        t = float(parts[0])
-    except ValueError:
-        raise FaultSpecError(f"fault '{spec}': time '{parts[0]}' is not a number of seconds") from None
-    if t < 0:
-        raise FaultSpecError(f"fault '{spec}': time must be >= 0 s")
+    t = parse_time(spec, parts[0], "fault", FaultSpecError)
     kind = parts[1]
     if kind not in FAULT_KINDS:
         raise FaultSpecError(f"fault '{spec}': unknown kind '{kind}'; known: "

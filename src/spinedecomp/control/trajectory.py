@@ -104,6 +104,9 @@ class Trajectory:
         self._paused_phase = Phase.SLACK
         self._end_from = 0.0
         self._cycle_start_tau = 0.0
+        # Ramp-up length: lengthened after muscle guarding (a slower rise guards less).
+        self.ramp_up_s = self.protocol.ramp_s
+        self._ramp_up_next_s = self.protocol.ramp_s
 
     # ---- the final clamp -------------------------------------------------------------------
     @property
@@ -154,6 +157,12 @@ class Trajectory:
         if self.phase is Phase.SLACK:
             self._enter(Phase.RAMP_UP, from_level=self.last_target)
 
+    def lengthen_next_ramp(self, factor: float = 1.5, limit: float = 2.0) -> float:
+        """After muscle guarding: the next ramp-up lasts `factor` times longer, at most
+        `limit` times the protocol's ramp. Returns the new ramp time, s."""
+        self._ramp_up_next_s = min(self._ramp_up_next_s * factor, limit * self.protocol.ramp_s)
+        return self._ramp_up_next_s
+
     def pause(self) -> None:
         """Hold the current set-point; protocol time stops."""
         if self.phase in (Phase.PAUSED, Phase.ENDING, Phase.DONE):
@@ -202,7 +211,7 @@ class Trajectory:
 
     def _period(self) -> float:
         s = self.settings
-        return 2.0 * self.protocol.ramp_s + s.hold_s + s.rest_s
+        return self.ramp_up_s + self.protocol.ramp_s + s.hold_s + s.rest_s
 
     def _cycles_left(self) -> int:
         # Cycles that will start from now (including the current one) before the end.
@@ -216,7 +225,7 @@ class Trajectory:
         """Set-point within a phase at phase times t."""
         pk = self.peak(self.cycle)
         if phase is Phase.RAMP_UP:
-            u = t / self.protocol.ramp_s
+            u = t / self.ramp_up_s
             return self._ramp_from + (pk - self._ramp_from) * shape(self.protocol.ramp_shape, u)
         if phase is Phase.HOLD:
             out = np.full(t.shape, pk)
@@ -232,7 +241,9 @@ class Trajectory:
 
     def _phase_len(self, phase: Phase) -> float:
         s = self.settings
-        if phase in (Phase.RAMP_UP, Phase.RAMP_DOWN):
+        if phase is Phase.RAMP_UP:
+            return self.ramp_up_s
+        if phase is Phase.RAMP_DOWN:
             return self.protocol.ramp_s
         if phase is Phase.HOLD:
             if self.protocol.mode is Mode.STATIC:
@@ -246,6 +257,7 @@ class Trajectory:
         if phase is Phase.RAMP_UP:
             self._ramp_from = self.last_target if from_level is None else from_level
             self._cycle_start_tau = self.tau
+            self.ramp_up_s = self._ramp_up_next_s
         self.phase = phase
         self.phase_t = 0.0
 

@@ -51,7 +51,15 @@ S_SW_B = 14  # patient switch channel B (NO): 0 = not pressed
 S_T_S = 15  # time, s
 S_DRIFT_A = 16  # accumulated drift of load cell A, N
 S_DRIFT_B = 17
-N_STATE = 18
+S_DIDX = 18  # write index of the transport-delay ring buffer
+S_VCMD_D = 19  # the delayed command the drive is acting on now, mm/s
+S_DBUF = 20  # first slot of the transport-delay ring buffer (DELAY_SLOTS slots)
+DELAY_SLOTS = 128
+N_STATE = S_DBUF + DELAY_SLOTS
+
+# The physics integrates at this step at most, whatever the control rate: a real table is
+# continuous, and a 100 Hz controller must meet the same plant as a 1 kHz one.
+MAX_SUBSTEP_S = 0.001
 
 # ---- parameter layout ---------------------------------------------------------------------
 P_KCH = 0  # cable + harness stiffness, N/mm
@@ -78,7 +86,8 @@ P_QUANT = 20  # load-cell resolution, N
 P_ANGLE_RATE = 21  # deg/s
 P_TRAVEL_MAX = 22  # mechanical end of travel, mm
 P_NOISE_SD = 23  # load cell noise standard deviation, N (the caller draws the noise)
-N_PARAM = 24
+P_DELAY_S = 24  # transport delay between a command and the drive acting on it, s
+N_PARAM = 25
 
 # ---- fault layout (set by the fault schedule at block boundaries) --------------------------
 # Load-cell fault modes.
@@ -135,11 +144,17 @@ def _load_cell(true_f: float, gain: float, off: float, drift: float, noise: floa
 
 
 @njit(cache=True)
-def physics_step(s: F64, p: F64, flt: F64, dt: float, v_cmd: float, enable: float,
-                 angle_target: float, noise_a: float, noise_b: float) -> None:
-    """Advance the table and patient by one period under a velocity command."""
+def _mechanics(s: F64, p: F64, flt: F64, h: float, v_cmd: float) -> None:
+    # Transport delay: the drive acts on the command issued `P_DELAY_S` ago (a ring buffer
+    # at the substep resolution; commands older than the buffer are not kept).
+    nd = min(int(p[P_DELAY_S] / h + 0.5), DELAY_SLOTS - 1)
+    idx = int(s[S_DIDX])
+    s[S_DBUF + idx] = v_cmd
+    s[S_VCMD_D] = s[S_DBUF + (idx - nd) % DELAY_SLOTS]
+    s[S_DIDX] = float((idx + 1) % DELAY_SLOTS)
+    v_cmd = s[S_VCMD_D]
+    dt = h
     # Motor / reel.
-    s[S_ENABLED] = 1.0 if enable > 0.5 else 0.0
     if s[S_ENABLED] > 0.5:
         if flt[FLT_MOTOR_STALL] > 0.5:
             v = 0.0
@@ -182,6 +197,20 @@ def physics_step(s: F64, p: F64, flt: F64, dt: float, v_cmd: float, enable: floa
     s[S_T] = t_new
     s[S_FSP] = fsp
     s[S_DIST] = fsp / k1e + s[S_D2]
+
+
+
+@njit(cache=True)
+def physics_step(s: F64, p: F64, flt: F64, dt: float, v_cmd: float, enable: float,
+                 angle_target: float, noise_a: float, noise_b: float) -> None:
+    """Advance the table and patient by one control period under a velocity command held for
+    the period (zero-order hold), integrating in substeps of at most `MAX_SUBSTEP_S`."""
+    s[S_ENABLED] = 1.0 if enable > 0.5 else 0.0
+    n_sub = max(1, int(math.ceil(dt / MAX_SUBSTEP_S - 1e-9)))
+    h = dt / n_sub
+    for _ in range(n_sub):
+        _mechanics(s, p, flt, h, v_cmd)
+    t_new = s[S_T]
 
     # Angle actuator.
     if flt[FLT_ANGLE_STUCK] < 0.5:

@@ -7,14 +7,14 @@ generator so every run is reproducible.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from spinedecomp.core.units import Region, kg_to_n, limits_for
+from spinedecomp.core.units import Region, limits_for
 from spinedecomp.device import physics as ph
+from spinedecomp.device.plant import PlantParams, nominal_plant
 from spinedecomp.device.table import ActuatorCommand, SensorFrame, TableInfo
 
 
@@ -28,62 +28,20 @@ class PatientModel:
     noise: bool = True
     seed: int = 0
     slack_mm: float | None = None
+    plant: PlantParams | None = None  # a plant drawn from the family; None = the nominal one
+
+
+def plant_for(model: PatientModel) -> PlantParams:
+    """The plant a patient model stands for: its own drawn plant, or the nominal one."""
+    if model.plant is not None:
+        return model.plant
+    return nominal_plant(model.region, model.body_weight_kg, split_table=model.split_table,
+                         noise=model.noise, seed=model.seed, slack_mm=model.slack_mm)
 
 
 def physics_params(model: PatientModel) -> npt.NDArray[np.float64]:
     """Build the physics parameter array for a patient."""
-    p = np.zeros(ph.N_PARAM)
-    bw_n = kg_to_n(model.body_weight_kg)
-    scale = math.sqrt(model.body_weight_kg / 80.0)
-    lim = limits_for(model.region)
-    if model.region is Region.LUMBAR:
-        # Lower body is about half the body weight; friction ~ half the segment weight on a
-        # fixed table (Saunders lumbar guide), a few percent on a split table.
-        seg = 0.5 * bw_n
-        p[ph.P_FF] = seg * (0.04 if model.split_table else 0.5)
-        p[ph.P_KCH] = 15.0 * scale
-        p[ph.P_SLACK] = 25.0 if model.slack_mm is None else model.slack_mm
-        p[ph.P_K1] = 120.0 * scale
-        p[ph.P_K2] = 250.0 * scale
-        p[ph.P_C2] = 250.0 * scale * 25.0  # creep time constant 25 s
-        p[ph.P_GUARD_R0] = 15.0
-        p[ph.P_GUARD_RSCALE] = 30.0
-        p[ph.P_GUARD_FREF] = 0.35 * bw_n
-        p[ph.P_NOISE_SD] = 1.0
-        p[ph.P_QUANT] = 0.05
-    else:
-        seg = 0.08 * bw_n  # the head
-        p[ph.P_FF] = seg * 0.1  # sliding head piece
-        p[ph.P_KCH] = 6.0 * scale
-        p[ph.P_SLACK] = 12.0 if model.slack_mm is None else model.slack_mm
-        p[ph.P_K1] = 40.0 * scale
-        p[ph.P_K2] = 80.0 * scale
-        p[ph.P_C2] = 80.0 * scale * 20.0
-        p[ph.P_GUARD_R0] = 5.0
-        p[ph.P_GUARD_RSCALE] = 10.0
-        p[ph.P_GUARD_FREF] = 0.08 * bw_n
-        p[ph.P_NOISE_SD] = 0.3
-        p[ph.P_QUANT] = 0.02
-    p[ph.P_GUARD_GAIN] = 1.5
-    p[ph.P_GUARD_TAU_ON] = 0.3
-    p[ph.P_GUARD_TAU_OFF] = 15.0
-    p[ph.P_MOTOR_TAU] = 0.02
-    p[ph.P_VMAX] = 100.0
-    p[ph.P_AMAX] = 2000.0
-    p[ph.P_B_FREE] = 4.0
-    rng = np.random.default_rng(model.seed + 7919)
-    p[ph.P_GAIN_A] = 1.0 + rng.uniform(-0.002, 0.002)
-    p[ph.P_GAIN_B] = 1.0 + rng.uniform(-0.002, 0.002)
-    p[ph.P_OFF_A] = rng.uniform(-0.5, 0.5) * p[ph.P_NOISE_SD]
-    p[ph.P_OFF_B] = rng.uniform(-0.5, 0.5) * p[ph.P_NOISE_SD]
-    if not model.noise:
-        p[ph.P_NOISE_SD] = 0.0
-        p[ph.P_OFF_A] = p[ph.P_OFF_B] = 0.0
-        p[ph.P_GAIN_A] = p[ph.P_GAIN_B] = 1.0
-        p[ph.P_QUANT] = 1e-6
-    p[ph.P_ANGLE_RATE] = 2.0
-    p[ph.P_TRAVEL_MAX] = lim.travel.absolute.hi + 20.0  # the mechanical stop is past the limit
-    return p
+    return plant_for(model).params()
 
 
 class SimulatedTable:
@@ -92,7 +50,8 @@ class SimulatedTable:
 
     def __init__(self, model: PatientModel, *, angle_deg: float = 0.0) -> None:
         self.model = model
-        self.params = physics_params(model)
+        self.plant = plant_for(model)
+        self.params = self.plant.params()
         self.state = np.zeros(ph.N_STATE)
         self.state[ph.S_ANGLE] = angle_deg
         self.state[ph.S_SW_A] = 1.0
@@ -110,6 +69,7 @@ class SimulatedTable:
             angle_min_deg=lim.angle.absolute.lo,
             angle_max_deg=lim.angle.absolute.hi,
             travel_max_mm=lim.travel.absolute.hi,
+            dynamics=self.plant.declared,
         )
         # Establish the load-cell readings at rest.
         self.advance(1e-3)

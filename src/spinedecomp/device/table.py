@@ -15,6 +15,23 @@ from spinedecomp.core.units import Region
 
 
 @dataclass(frozen=True)
+class TableDynamics:
+    """What a table maker may declare about the drive, so the controller can take up slack
+    and set its loop gain without assuming the slowest drive it supports.
+
+    `motor_lag_s` is the time constant of the cable velocity's response to a velocity
+    command, `transport_delay_s` the dead time between a command written and the drive acting
+    on it (bus, firmware), `stiffness_max_n_per_mm` the stiffest cable + harness + patient the
+    table can present at its load cell. A value left out is taken as the worst case of the
+    operating envelope in docs/device-protocol.md.
+    """
+
+    motor_lag_s: float
+    transport_delay_s: float = 0.0
+    stiffness_max_n_per_mm: float | None = None
+
+
+@dataclass(frozen=True)
 class TableInfo:
     """Identity and capabilities reported by a table."""
 
@@ -26,6 +43,7 @@ class TableInfo:
     angle_min_deg: float
     angle_max_deg: float
     travel_max_mm: float
+    dynamics: TableDynamics | None = None  # None: nothing declared, worst case assumed
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,21 @@ class ActuatorCommand:
 
 @runtime_checkable
 class Table(Protocol):
-    """A traction table, simulated or real."""
+    """A traction table, simulated or real.
+
+    The session engine drives any other table than the built-in simulator with a step loop,
+    one control period of `1/rate_hz` seconds at a time, always in this order:
+
+    1. `read()` exactly once, at the start of the period: these raw values are what the
+       controller and the safety monitor act on, and what the telemetry records;
+    2. the controller and the safety monitor compute the command (no table call);
+    3. `write(cmd)` exactly once with that command, which holds until the next `write`;
+    4. `advance(dt)`, then the engine's clock waits for the start of the next period.
+
+    Set-up calls `test_patient_switch()` once and `read()` a few hundred times (the tare
+    window) before the first period, with the drive disabled. `release()` may be called at any
+    time, also in addition to a released command; `close()` ends every session.
+    """
 
     @property
     def info(self) -> TableInfo:

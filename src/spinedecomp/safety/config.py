@@ -48,6 +48,19 @@ class SafetyConfig:
     track_rel: float = 0.15
     track_s: float = 1.5
     zero_s: float = 3.0
+    tare_a_n: float = 0.0
+    tare_b_n: float = 0.0
+    rate_abs_n_s: float = 2000.0
+    rate_abs_s: float = 0.050
+    rate_min_force_n: float = 45.0
+    pull_speed_mm_s: float = 0.5
+    frozen_travel_mm: float = 4.0
+    frozen_change_n: float = 1.0
+    frozen_min_force_n: float = 20.0
+    clamp_ramp_n_s: float = 125.0
+    rate_filter_hz: float = 4.0
+    tare_limit_n: float = 30.0  # a cell offset beyond this at set-up is a fault, not a tare
+    tare_noise_limit_n: float = 8.0  # nor is a cell noisier than this (sd over the window)
     # Any set-point above this needs an explicit operator confirmation (TM-300: 18 kg).
     confirm_force_n: float = kg_to_n(18.0)
 
@@ -58,7 +71,7 @@ class SafetyConfig:
         base = SafetyConfig(
             region=region,
             abs_limit_n=lim.force.absolute.hi,
-            rate_limit_n_s=1.5 * lim.max_rate_of_rise_n_per_s,
+            rate_limit_n_s=2.0 * lim.max_rate_of_rise_n_per_s,
             release_rate_n_s=300.0 if region is Region.LUMBAR else 100.0,
             safe_n=lim.safe_rest_force_n,
             travel_max_mm=lim.travel.absolute.hi,
@@ -70,14 +83,23 @@ class SafetyConfig:
             track_n=30.0 if region is Region.LUMBAR else 12.0,
             release_gain=2.0 if region is Region.LUMBAR else 4.0,
             stall_tol_n=40.0 if region is Region.LUMBAR else 15.0,
+            rate_abs_n_s=2000.0 if region is Region.LUMBAR else 600.0,
+            rate_min_force_n=45.0 if region is Region.LUMBAR else 20.0,
+            frozen_travel_mm=4.0 if region is Region.LUMBAR else 8.0,
+            frozen_change_n=1.0 if region is Region.LUMBAR else 0.5,
+            frozen_min_force_n=20.0 if region is Region.LUMBAR else 8.0,
+            clamp_ramp_n_s=125.0 if region is Region.LUMBAR else 40.0,
+            tare_limit_n=30.0 if region is Region.LUMBAR else 12.0,
+            tare_noise_limit_n=8.0 if region is Region.LUMBAR else 5.0,
         )
         if not overrides:
             return base
         fields = {**base.__dict__, **overrides}
         return SafetyConfig(**fields)
 
-    def params(self) -> npt.NDArray[np.float64]:
-        """The kernel parameter array."""
+    def params(self, dt: float | None = None) -> npt.NDArray[np.float64]:
+        """The kernel parameter array. With `dt`, every time filter lasts at least two
+        control periods, so one sample never decides (documented per rate in docs/safety.md)."""
         zp = np.zeros(zl.N_ZPARAM)
         zp[zl.ZP_ABS_LIMIT] = self.abs_limit_n
         zp[zl.ZP_OVER_MARGIN_N] = self.overforce_margin_n
@@ -110,4 +132,19 @@ class SafetyConfig:
         zp[zl.ZP_TRACK_REL] = self.track_rel
         zp[zl.ZP_TRACK_S] = self.track_s
         zp[zl.ZP_ZERO_S] = self.zero_s
+        zp[zl.ZP_TARE_A] = self.tare_a_n
+        zp[zl.ZP_TARE_B] = self.tare_b_n
+        zp[zl.ZP_RATE_ABS] = self.rate_abs_n_s
+        zp[zl.ZP_RATE_ABS_S] = self.rate_abs_s
+        zp[zl.ZP_RATE_MIN_F] = self.rate_min_force_n
+        zp[zl.ZP_PULL_V] = self.pull_speed_mm_s
+        zp[zl.ZP_FROZEN_X] = self.frozen_travel_mm
+        zp[zl.ZP_FROZEN_DF] = self.frozen_change_n
+        zp[zl.ZP_FROZEN_MIN_F] = self.frozen_min_force_n
+        zp[zl.ZP_CLAMP_RAMP] = self.clamp_ramp_n_s
+        zp[zl.ZP_RATE_FILT_HZ] = self.rate_filter_hz
+        if dt is not None:
+            for i in (zl.ZP_OVERFORCE_S, zl.ZP_RATE_S, zl.ZP_DISAGREE_S, zl.ZP_HEARTBEAT_S,
+                      zl.ZP_COMM_S, zl.ZP_STALL_S, zl.ZP_SW_DISAGREE_S, zl.ZP_RATE_ABS_S):
+                zp[i] = max(zp[i], 2.0 * dt - 1e-9)
         return zp

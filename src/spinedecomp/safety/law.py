@@ -12,18 +12,29 @@ Every check and its time filter (documented in docs/safety.md):
 - operator stop: either channel -> trip now.
 - device absolute limit: either load cell above it -> trip now.
 - over-force: measured above clamp + margin for >= `OVERFORCE_S`.
-- rate of rise: own 20 Hz low-pass of the force, its derivative above the limit for
-  >= `RATE_S`.
+- rate of rise, judged by its hazard, actuator runaway: the force's slope (two cascaded
+  `RATE_FILT_HZ` low-passes)
+  rising faster than the limit *while the cable is being pulled in* for >= `RATE_S`; and,
+  whatever the cause, faster than the catastrophic rate for >= `RATE_ABS_S`. Both only above
+  the contact level (`RATE_MIN_F`): slack take-up is bounded by the approach speed. A rise the
+  patient makes with the cable still (muscle guarding) is the controller's to back off from,
+  and the over-force trip's if it is not.
 - load-cell disagreement: |A - B| > max(abs, rel * mean) for >= `DISAGREE_S`.
-- frozen sensor: a channel repeats the same value exactly for >= `FROZEN_S` (live cells
-  always carry noise).
+- frozen sensor: while the harness is loaded, the cable has moved by `FROZEN_X` mm and the
+  other channel has changed by several `FROZEN_DF` (so the force did change) while this
+  channel has not changed by `FROZEN_DF` N. A constant value alone is not a fault: a
+  noise-free cell at rest, or both cells during a hold the controller keeps constant while
+  the spine creeps, are constant. Both cells stuck together is the diverse check's.
 - invalid sample: NaN or outside the sensor's range for >= 2 consecutive samples.
 - controller heartbeat unchanged for >= `HEARTBEAT_S`.
 - communication lost (real devices): the driver's link flag down for >= `COMM_S`.
 - cable travel beyond its limit: trip now.
 - angle outside its absolute range, or far from its target for >= `ANGLE_S`.
 - tracking: measured force above the set-point by max(abs, rel) for >= `TRACK_S` (a winch
-  that no longer pays out).
+  that no longer pays out). The set-point the monitor compares with falls no faster than
+  `CLAMP_RAMP` N/s, and so does a lowered clamp: a clinician lowering force is a ramp the
+  force can follow, never an alarm.
+- load cells are tared: the offsets measured at set-up are subtracted from both channels.
 - release stalled: during a release, force above the release ramp + tolerance for
   >= `STALL_S`, or still above the safe level `ZERO_S` after the ramp reached zero (a load
   cell that does not return to zero) -> motor disabled.
@@ -71,6 +82,19 @@ Z_BAD_A = 32  # 1 once channel A was judged frozen or invalid: no longer trusted
 Z_BAD_B = 33
 Z_MOTOR_OFF_T = 34  # time the motor was disabled
 Z_T_ZERO = 35  # seconds the release ramp has been at zero with force still above safe
+Z_XF = 36  # own low-pass of the cable position, mm
+Z_VX = 37  # cable velocity from it, mm/s
+Z_FRZ_XA = 38  # cable position when channel A last changed by FROZEN_DF, mm
+Z_FRZ_FA = 39  # channel A's value then, N
+Z_FRZ_XB = 40
+Z_FRZ_FB = 41
+Z_CLAMP_EFF = 42  # the clamp in force (a lowered clamp ramps down), N
+Z_TRACK_REF = 43  # the set-point as the monitor follows it, N
+Z_T_RATE_ABS = 44
+Z_RF1 = 45  # force through the first of two cascaded rate filters, N
+Z_RF2 = 46  # ... and the second; rate = w (RF1 - RF2) is the slope of RF2
+Z_FRZ_OA = 47  # the other channel's value when A last changed, N
+Z_FRZ_OB = 48
 Z_NALARM = 24  # alarms recorded so far
 Z_RAISED = 25  # bit-set of codes already raised (each code is raised once per session)
 Z_MAX_F = 26  # highest force seen, N
@@ -78,7 +102,7 @@ Z_RELEASE_REQ = 27  # 1 = a normal release (end of session) was requested, no al
 Z_T = 28  # monitor's time, s
 Z_FIRST_CMD_T = 29  # time of the first release command, s
 Z_DONE = 30  # 1 when the release is complete and the motor is off
-N_ZSTATE = 36
+N_ZSTATE = 49
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -112,7 +136,18 @@ ZP_TRACK_N = 27  # force above the set-point by this much ...
 ZP_TRACK_REL = 28
 ZP_TRACK_S = 29  # ... for this long is a tracking fault
 ZP_ZERO_S = 30  # after the ramp reached zero, force must be safe within this long
-N_ZPARAM = 31
+ZP_TARE_A = 31  # load-cell offsets measured at set-up, N
+ZP_TARE_B = 32
+ZP_RATE_ABS = 33  # catastrophic rate of rise whatever the cause, N/s
+ZP_RATE_ABS_S = 34
+ZP_RATE_MIN_F = 35  # rate checks apply above this force, N
+ZP_PULL_V = 36  # cable speed that counts as pulling in, mm/s
+ZP_FROZEN_X = 37  # cable motion that must change a loaded cell's reading, mm
+ZP_FROZEN_DF = 38  # change that proves a cell alive, N
+ZP_FROZEN_MIN_F = 39  # the frozen check runs above this force, N
+ZP_CLAMP_RAMP = 40  # fall rate of a lowered clamp and of the tracking reference, N/s
+ZP_RATE_FILT_HZ = 41  # corner of the two cascaded low-passes the rate is taken from
+N_ZPARAM = 42
 
 MAX_ALARMS = 64
 # alarm record columns
@@ -172,6 +207,20 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     z[Z_T] += dt
     in_a = not math.isnan(fa) and zp[ZP_SENSOR_MIN] <= fa <= zp[ZP_SENSOR_MAX]
     in_b = not math.isnan(fb) and zp[ZP_SENSOR_MIN] <= fb <= zp[ZP_SENSOR_MAX]
+    raw_a, raw_b = fa, fb
+    fa = fa - zp[ZP_TARE_A]
+    fb = fb - zp[ZP_TARE_B]
+    # A lowered clamp, and the set-point the monitor tracks, fall at a bounded rate.
+    if clamp >= z[Z_CLAMP_EFF]:
+        z[Z_CLAMP_EFF] = clamp
+    else:
+        z[Z_CLAMP_EFF] = max(clamp, z[Z_CLAMP_EFF] - zp[ZP_CLAMP_RAMP] * dt)
+    clamp = z[Z_CLAMP_EFF]
+    if target >= z[Z_TRACK_REF]:
+        z[Z_TRACK_REF] = target
+    else:
+        z[Z_TRACK_REF] = max(target, z[Z_TRACK_REF] - zp[ZP_CLAMP_RAMP] * dt)
+    target = z[Z_TRACK_REF]
     va = in_a and z[Z_BAD_A] == 0.0
     vb = in_b and z[Z_BAD_B] == 0.0
     # The monitor's force: the higher trusted channel, so one failed-low cell cannot hide load.
@@ -187,17 +236,28 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     a = 1.0 - math.exp(-2.0 * math.pi * 20.0 * dt)
     z[Z_PREV_FILT] = z[Z_FILT]
     z[Z_FILT] += a * (f - z[Z_FILT])
-    z[Z_RATE] = (z[Z_FILT] - z[Z_PREV_FILT]) / dt
+    # Rate of rise as the slope of a twice low-passed force: w (RF1 - RF2) needs no division
+    # by dt, so sensor noise is not amplified at any control rate.
+    wr = 2.0 * math.pi * zp[ZP_RATE_FILT_HZ]
+    ar = 1.0 - math.exp(-wr * dt)
+    z[Z_RF1] += ar * (f - z[Z_RF1])
+    z[Z_RF2] += ar * (z[Z_RF1] - z[Z_RF2])
+    z[Z_RATE] = wr * (z[Z_RF1] - z[Z_RF2])
+    if math.isnan(z[Z_XF]):
+        z[Z_XF] = x
+    x_prev = z[Z_XF]
+    z[Z_XF] += a * (x - z[Z_XF])
+    z[Z_VX] = (z[Z_XF] - x_prev) / dt
 
     # --- invalid samples (NaN or out of range), 2 consecutive ---
     z[Z_INVALID_A] = 0.0 if in_a else z[Z_INVALID_A] + 1.0
     z[Z_INVALID_B] = 0.0 if in_b else z[Z_INVALID_B] + 1.0
     if z[Z_INVALID_A] >= 2.0:
         z[Z_BAD_A] = 1.0
-        _trip(z, alarms, codes.SENSOR_INVALID, fa, f, clamp)
+        _trip(z, alarms, codes.SENSOR_INVALID, raw_a, f, clamp)
     if z[Z_INVALID_B] >= 2.0:
         z[Z_BAD_B] = 1.0
-        _trip(z, alarms, codes.SENSOR_INVALID, fb, f, clamp)
+        _trip(z, alarms, codes.SENSOR_INVALID, raw_b, f, clamp)
 
     # --- patient switch: either channel trips at once ---
     pressed_a = sw_a < 0.5
@@ -220,7 +280,13 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     over = clamp + max(zp[ZP_OVER_MARGIN_N], zp[ZP_OVER_MARGIN_REL] * clamp)
     if _timer(z, Z_T_OVER, f > over, dt) >= zp[ZP_OVERFORCE_S]:
         _trip(z, alarms, codes.OVERFORCE, f, f, clamp)
-    if _timer(z, Z_T_RATE, z[Z_RATE] > zp[ZP_RATE_LIMIT], dt) >= zp[ZP_RATE_S]:
+    loaded = f > zp[ZP_RATE_MIN_F]
+    # The actuator drives the rise only while it is both told to pull and pulling: once the
+    # controller backs off from a patient's guarding, the rise is not the actuator's.
+    pulling = z[Z_VX] > zp[ZP_PULL_V] and ctrl_cmd > zp[ZP_PULL_V]
+    if _timer(z, Z_T_RATE, loaded and pulling and z[Z_RATE] > zp[ZP_RATE_LIMIT], dt) >= zp[ZP_RATE_S]:
+        _trip(z, alarms, codes.RATE_OF_RISE, z[Z_RATE], f, clamp)
+    if _timer(z, Z_T_RATE_ABS, loaded and z[Z_RATE] > zp[ZP_RATE_ABS], dt) >= zp[ZP_RATE_ABS_S]:
         _trip(z, alarms, codes.RATE_OF_RISE, z[Z_RATE], f, clamp)
 
     # --- sensor plausibility ---
@@ -229,17 +295,35 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
         lim = max(zp[ZP_DISAGREE_N], zp[ZP_DISAGREE_REL] * 0.5 * (fa + fb))
         if _timer(z, Z_T_DISAGREE, diff > lim, dt) >= zp[ZP_DISAGREE_S]:
             _trip(z, alarms, codes.LOADCELL_DISAGREE, diff, f, clamp)
-    # While the link is down a driver repeats its last readings: that is not a frozen cell
-    # (the link alarm covers it), so the frozen check only counts fresh samples.
+    # Frozen: a loaded cell that does not follow cable motion. While the link is down a
+    # driver repeats its last readings: that is the link alarm's, so only fresh samples count.
     link_up = comm_ok > 0.5
-    if _timer(z, Z_FROZEN_A, link_up and fa == z[Z_LAST_A], dt) >= zp[ZP_FROZEN_S]:
-        z[Z_BAD_A] = 1.0
-        _trip(z, alarms, codes.SENSOR_FROZEN, fa, f, clamp)
-    if _timer(z, Z_FROZEN_B, link_up and fb == z[Z_LAST_B], dt) >= zp[ZP_FROZEN_S]:
-        z[Z_BAD_B] = 1.0
-        _trip(z, alarms, codes.SENSOR_FROZEN, fb, f, clamp)
-    z[Z_LAST_A] = fa
-    z[Z_LAST_B] = fb
+    if f > zp[ZP_FROZEN_MIN_F] and link_up and in_a and in_b:
+        if abs(raw_a - z[Z_FRZ_FA]) > zp[ZP_FROZEN_DF]:
+            z[Z_FRZ_FA] = raw_a
+            z[Z_FRZ_XA] = x
+            z[Z_FRZ_OA] = raw_b
+        elif (abs(x - z[Z_FRZ_XA]) > zp[ZP_FROZEN_X] and abs(raw_b - z[Z_FRZ_OA]) >
+              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_A] == 0.0):
+            z[Z_BAD_A] = 1.0
+            _trip(z, alarms, codes.SENSOR_FROZEN, raw_a, f, clamp)
+        if abs(raw_b - z[Z_FRZ_FB]) > zp[ZP_FROZEN_DF]:
+            z[Z_FRZ_FB] = raw_b
+            z[Z_FRZ_XB] = x
+            z[Z_FRZ_OB] = raw_a
+        elif (abs(x - z[Z_FRZ_XB]) > zp[ZP_FROZEN_X] and abs(raw_a - z[Z_FRZ_OB]) >
+              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_B] == 0.0):
+            z[Z_BAD_B] = 1.0
+            _trip(z, alarms, codes.SENSOR_FROZEN, raw_b, f, clamp)
+    else:
+        z[Z_FRZ_FA] = raw_a
+        z[Z_FRZ_XA] = x
+        z[Z_FRZ_OA] = raw_b
+        z[Z_FRZ_FB] = raw_b
+        z[Z_FRZ_XB] = x
+        z[Z_FRZ_OB] = raw_a
+    z[Z_LAST_A] = raw_a
+    z[Z_LAST_B] = raw_b
 
     # --- controller heartbeat and device link ---
     if _timer(z, Z_T_HB, heartbeat == z[Z_HB_LAST], dt) >= zp[ZP_HEARTBEAT_S]:
@@ -314,4 +398,5 @@ def new_state() -> F64:
     z[Z_LAST_A] = math.nan
     z[Z_LAST_B] = math.nan
     z[Z_HB_LAST] = -1.0
+    z[Z_XF] = math.nan  # set from the first sample
     return z

@@ -19,13 +19,19 @@ import math
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from spinedecomp.control import law as cl
-from spinedecomp.control.config import ControllerConfig
+from spinedecomp.control.config import (
+    RATE_MAX_HZ,
+    RATE_MIN_HZ,
+    ControllerConfig,
+    DriveEnvelope,
+    envelope,
+)
 from spinedecomp.control.protocol import ResolvedProtocol
 from spinedecomp.control.trajectory import Phase, Trajectory
 from spinedecomp.core.clock import Clock, SimClock
@@ -55,8 +61,22 @@ RELEASE_TIMEOUT_S = 60.0
 # A pause holds force on the patient; nobody should be left under traction by a forgotten
 # pause, so after this long the session ends with its normal ramp-down.
 MAX_PAUSE_S = 300.0
-# The harness must be snug this soon after start, or something is not attached.
+# The harness must be snug this soon after start, or something is not attached (at least;
+# a slow approach on a table of unknown dynamics gets longer, see SessionEngine).
 SLACK_TIMEOUT_S = 15.0
+SLACK_MAX_MM = 100.0  # the longest slack the envelope allows, with margin
+TARE_WINDOW_S = 0.5  # load cells are averaged this long at set-up
+
+
+@dataclass(frozen=True)
+class GuardingEpisode:
+    """Muscle guarding the controller detected and backed off from."""
+
+    t: float  # start, session time s
+    duration_s: float
+    peak_excess_n: float  # largest force above the set-point
+    payout_mm: float  # cable paid out to back off
+    ramp_s: float  # the next ramp-up's length after it
 
 
 class SoftwareFault(RuntimeError):
@@ -87,6 +107,7 @@ class SessionResult:
     motor_off: bool
     safe_n: float
     abort_reason: str | None
+    guarding: list[GuardingEpisode] = field(default_factory=list)
 
 
 @dataclass(order=True)
@@ -115,8 +136,10 @@ class SessionEngine:
         on_alarm: Callable[[Alarm], None] | None = None,
         block_s: float = 0.25,
     ) -> None:
-        if not 10.0 <= rate_hz <= 5000.0:
-            raise ProtocolError("rate_hz", f"must be within 10-5000 Hz, got {rate_hz:g}")
+        if not (math.isfinite(rate_hz) and RATE_MIN_HZ <= rate_hz <= RATE_MAX_HZ):
+            raise ProtocolError("rate_hz", f"must be within {RATE_MIN_HZ:g}-{RATE_MAX_HZ:g} Hz, got "
+                                f"{rate_hz:g} (below {RATE_MIN_HZ:g} Hz the loop cannot stop a "
+                                "contact or filter a fault safely)")
         self.table = table
         self.resolved = resolved
         self.rate_hz = rate_hz
@@ -140,10 +163,23 @@ class SessionEngine:
         self._seq = 0
         self._inbox: queue.SimpleQueue[Command] = queue.SimpleQueue()
         # Compiled-loop state: each part owns its own array.
-        self.c = self.controller.new_state()
-        self.cp = self.controller.params(self.dt)
+        dyn = table.info.dynamics
+        self.envelope: DriveEnvelope = envelope(
+            resolved.region,
+            dyn.motor_lag_s if dyn else None,
+            dyn.transport_delay_s if dyn else None,
+            dyn.stiffness_max_n_per_mm if dyn else None)
+        self.c = self.controller.new_state(self.envelope)
+        self.cp = self.controller.params(self.dt, self.envelope)
         self.z = zl.new_state()
-        self.zp = self.safety.params()
+        self.zp = self.safety.params(self.dt)
+        self.tare_a_n = 0.0
+        self.tare_b_n = 0.0
+        # The harness must be snug by the time the approach speed has covered the longest
+        # slack the envelope allows (docs/control.md), or it is loose.
+        v_app = float(self.cp[cl.CP_V_APPROACH])
+        self.slack_timeout_s = max(SLACK_TIMEOUT_S, SLACK_MAX_MM / v_app + 5.0)
+        self.guarding_episodes: list[GuardingEpisode] = []
         self.alarm_buf = np.zeros((zl.MAX_ALARMS, 4))
         self._alarms_seen = 0
         self.inp = np.zeros(fused.N_IN)
@@ -194,17 +230,56 @@ class SessionEngine:
             raise SessionError("cannot start: the patient stop switch is not connected or did "
                                "not pass its press/release test")
         self._event("setup", "patient switch tested: both channels respond")
-        frame = self.table.read()
-        tare = 0.5 * self.safety.safe_n
-        if not (abs(frame.force_a_n) <= tare and abs(frame.force_b_n) <= tare):
-            self._abort_reason = (f"load cells not at zero with the cable slack (A {frame.force_a_n:.1f} N, "
-                                  f"B {frame.force_b_n:.1f} N; allowed +/-{tare:.1f} N)")
-            self._transition(SessionState.ABORTED, self._abort_reason)
-            raise SessionError(f"cannot start: {self._abort_reason}: tare or service the table")
-        self._event("setup", f"load cells at zero (A {frame.force_a_n:.1f} N, B {frame.force_b_n:.1f} N)")
+        self._tare()
         if confirm_high_force:
             self.confirm_high_force("confirmed at set-up")
         self._transition(SessionState.READY, "set-up complete")
+
+    def _tare(self) -> None:
+        """Average both load cells over the tare window with the cable slack and the drive
+        off; subtract each cell's offset for the session; refuse a cell whose offset or noise
+        is beyond the documented fault thresholds (docs/safety.md)."""
+        n = max(2, round(TARE_WINDOW_S / self.dt))
+        self.table.write(ActuatorCommand(0.0, self.trajectory.settings.angle_deg, False, 0))
+        vals = np.empty((n, 2))
+        if not self.clock.simulated:
+            self.clock.start()
+        for i in range(n):
+            self.table.advance(self.dt)
+            if not self.clock.simulated:
+                self.clock.wait_next()
+            fr = self.table.read()
+            vals[i] = (fr.force_a_n, fr.force_b_n)
+        if not np.all(np.isfinite(vals)):
+            self._refuse_start("a load cell reads NaN or infinity with the cable slack")
+        off = vals.mean(axis=0)
+        sd = vals.std(axis=0)
+        lim, noise_lim = self.safety.tare_limit_n, self.safety.tare_noise_limit_n
+        for name, o, d in (("A", off[0], sd[0]), ("B", off[1], sd[1])):
+            if abs(o) > lim:
+                self._refuse_start(f"load cell {name} reads {o:.1f} N with the cable slack "
+                                   f"(tare allowed within +/-{lim:.0f} N)")
+            if d > noise_lim:
+                self._refuse_start(f"load cell {name} is noisy: {d:.1f} N sd with the cable slack "
+                                   f"(allowed {noise_lim:.0f} N)")
+        self.tare_a_n, self.tare_b_n = float(off[0]), float(off[1])
+        noise = float(np.max(sd))
+        self.cp = self.controller.params(self.dt, self.envelope, noise_sd_n=noise,
+                                         tare_a_n=self.tare_a_n, tare_b_n=self.tare_b_n)
+        self.safety = replace(self.safety, tare_a_n=self.tare_a_n, tare_b_n=self.tare_b_n)
+        self.zp = self.safety.params(self.dt)
+        self._event("setup", f"load cells tared over {n * self.dt:.2f} s: offsets A {off[0]:.2f} N, "
+                    f"B {off[1]:.2f} N; noise {sd[0]:.2f}/{sd[1]:.2f} N sd")
+        self._event("setup", f"drive: lag {self.envelope.motor_lag_s * 1e3:.0f} ms, delay "
+                    f"{self.envelope.transport_delay_s * 1e3:.0f} ms"
+                    f"{'' if self.table.info.dynamics else ' (not declared: worst case)'}; "
+                    f"loop crossover {self.cp[cl.CP_WC]:.1f} rad/s, approach "
+                    f"{self.cp[cl.CP_V_APPROACH]:.1f} mm/s")
+
+    def _refuse_start(self, reason: str) -> None:
+        self._abort_reason = reason
+        self._transition(SessionState.ABORTED, reason)
+        raise SessionError(f"cannot start: {reason}: tare or service the table")
 
     def confirm_high_force(self, reason: str, user: str = "clinician") -> None:
         """Record the operator's confirmation for forces above the confirm threshold."""
@@ -489,13 +564,13 @@ class SessionEngine:
             enable = z[zl.Z_MOTOR_OFF] < 0.5
             self.table.write(ActuatorCommand(v, float(angle[i]), enable, int(c[cl.C_HEARTBEAT])))
             self.table.advance(self.dt)
-            after = self.table.read()
+            # One read per period (the Table contract): the row records what the loop saw.
             out[i] = (t0 + (i + 1) * self.dt, c[cl.C_TARGET], fr.force_a_n, fr.force_b_n,
-                      after.force_true_n, fr.position_mm, after.distraction_mm, after.angle_deg,
+                      fr.force_true_n, fr.position_mm, fr.distraction_mm, fr.angle_deg,
                       angle[i], v if enable else math.nan,
                       phase[i] if not tripped else float(Phase.RELEASE),
                       inp[fused.IN_STATE] if not tripped else SessionState.RELEASING.code,
-                      after.guarding, cycle[i])
+                      fr.guarding, cycle[i])
             self._steps += 1
             if not self.clock.simulated:
                 self.clock.wait_next()
@@ -520,9 +595,20 @@ class SessionEngine:
             if self.on_alarm is not None:
                 self.on_alarm(alarm)
 
+    def _collect_guarding(self) -> None:
+        for t0, dur, peak, payout in cl.new_episodes(self.c, len(self.guarding_episodes)):
+            ramp = self.trajectory.lengthen_next_ramp()
+            ep = GuardingEpisode(round(t0, 3), round(dur, 3), round(peak, 2), round(payout, 2),
+                                 round(ramp, 2))
+            self.guarding_episodes.append(ep)
+            self._event("guarding", f"muscle guarding at t={t0:.1f} s for {dur:.1f} s: force "
+                        f"{peak:.1f} N above the set-point; backed off {payout:.1f} mm, "
+                        f"progression held; next ramp {ramp:.1f} s", "force_n", None, peak)
+
     def _after_block(self, out: F64) -> None:
         z = self.z
         self._collect_alarms()
+        self._collect_guarding()
         tripped = int(z[zl.Z_TRIPPED])
         if tripped and self.state in (SessionState.RUNNING, SessionState.PAUSED):
             if tripped == codes.END_OF_SESSION:
@@ -537,9 +623,9 @@ class SessionEngine:
             if meas >= 0.8 * min(self.safety.safe_n, self.clamp_n):
                 self.trajectory.slack_taken_up()
                 self._event("slack", f"slack taken up at {out[-1, COL['position_mm']]:.1f} mm")
-            elif self.now > SLACK_TIMEOUT_S:
+            elif self.now > self.slack_timeout_s:
                 self.inp[fused.IN_TRIP_CODE] = codes.SLACK_TIMEOUT
-        overrun = self.resolved.duration_s + MAX_PAUSE_S + SLACK_TIMEOUT_S + 120.0
+        overrun = self.resolved.duration_s + MAX_PAUSE_S + self.slack_timeout_s + 120.0
         if self.state in (SessionState.RUNNING, SessionState.PAUSED) and self.now > overrun:
             self.inp[fused.IN_TRIP_CODE] = codes.OVERRUN
         if self.state is SessionState.PAUSED and self._paused_at is not None and \
@@ -598,4 +684,5 @@ class SessionEngine:
             motor_off=bool(z[zl.Z_MOTOR_OFF] > 0.5),
             safe_n=self.safety.safe_n,
             abort_reason=self._abort_reason if self.state is SessionState.ABORTED else None,
+            guarding=list(self.guarding_episodes),
         )

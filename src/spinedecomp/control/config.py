@@ -63,10 +63,10 @@ class ControllerConfig:
     contact_n: float
     contact_budget_n: float  # force overshoot allowed when the harness comes into contact
     v_approach_max_mm_s: float
-    est_period_s: float = 0.05
+    est_period_s: float = 2.0
     setpoint_expire_s: float = 0.1
     expire_rate_n_s: float = 100.0
-    rls_lambda: float = 0.97
+    rls_lambda: float = 0.9
     guard_n: float = 10.0
     guard_rel: float = 0.06
     guard_calm_s: float = 1.0
@@ -149,7 +149,8 @@ class ControllerConfig:
         alpha = 1.0 - math.exp(-2.0 * math.pi * self.filter_hz * dt)
         sd_filt = noise_sd_n / math.sqrt(2.0) * math.sqrt(alpha / (2.0 - alpha))
         cp[cl.CP_RLS_R] = 2.0 * sd_filt * sd_filt + 0.25
-        cp[cl.CP_RLS_PMAX] = 1e4
+        cp[cl.CP_RLS_PMAX] = 1e3
+        cp[cl.CP_EST_DF] = max(0.3 * self.contact_n, 3.0 * sd_filt * math.sqrt(2.0))
         cp[cl.CP_GUARD_N] = self.guard_n
         cp[cl.CP_GUARD_REL] = self.guard_rel
         cp[cl.CP_GUARD_CALM_S] = self.guard_calm_s
@@ -161,5 +162,5 @@ class ControllerConfig:
         env = env or envelope(self.region)
         c = np.zeros(cl.N_CSTATE)
         c[cl.C_KEST] = env.stiffness_max_n_per_mm
-        c[cl.C_P] = 1e4
+        c[cl.C_P] = 1e3
         return c

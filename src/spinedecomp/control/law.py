@@ -77,7 +77,7 @@ CP_RATE_MAX = 6  # rate-of-rise limit, N/s
 CP_SLEW_DOWN = 7  # set-point fall limit (and a lowered clamp's ramp), N/s
 CP_CONTACT_N = 8  # force that marks contact (slack taken up)
 CP_V_APPROACH = 9  # slack take-up speed, mm/s
-CP_EST_PERIODS = 10  # periods per stiffness-estimation window
+CP_EST_PERIODS = 10  # longest stiffness-estimation window, periods
 CP_SP_EXPIRE = 11  # periods after which a set-point expires
 CP_EXPIRE_RATE = 12  # ramp-down rate of an expired set-point, N/s
 CP_K0 = 13  # initial stiffness estimate, N/mm
@@ -90,7 +90,8 @@ CP_GUARD_N = 19  # force excess over the set-point that counts as counter-tensio
 CP_GUARD_REL = 20  # ... or this fraction of the set-point, whichever is larger
 CP_GUARD_CALM_S = 21  # the excess must stay small this long to end an episode
 CP_BACKOFF = 22  # pay-out gain during an episode, rad/s
-N_CPARAM = 23
+CP_EST_DF = 23  # force change that closes an estimation window, N
+N_CPARAM = 24
 
 
 @njit(cache=True)
@@ -113,16 +114,22 @@ def measured_force(fa: float, fb: float, last: float) -> float:
 
 @njit(cache=True)
 def _estimate_stiffness(c: F64, cp: F64) -> None:
-    # One RLS update from the increments over the window just ended. Only while the harness
-    # is clearly engaged: in the slack the force says nothing about stiffness.
+    # One RLS update per window. A window closes when the force has changed by a clear signal
+    # (`CP_EST_DF`, several times the filtered noise) in the direction the cable moved: then
+    # df/dx is the elastic stiffness the loop meets. Windows with no such change (holds, where
+    # the cable only follows the spine's creep at constant force) are discarded after
+    # `CP_EST_PERIODS`: they carry creep, not stiffness, and would drag the estimate down.
     dx = c[C_XFILT] - c[C_EST_X]
     df = c[C_FILT] - c[C_EST_F]
-    if c[C_CONTACT] > 0.5 and c[C_FILT] > cp[CP_CONTACT_N] and abs(dx) > 1e-4:
+    engaged = c[C_CONTACT] > 0.5 and c[C_FILT] > cp[CP_CONTACT_N]
+    if engaged and abs(df) >= cp[CP_EST_DF] and df * dx > 0.0:
         p = min(c[C_P] / cp[CP_RLS_LAMBDA], cp[CP_RLS_PMAX])
         gain = p * dx / (cp[CP_RLS_R] + dx * dx * p)
         k = c[C_KEST] + gain * (df - c[C_KEST] * dx)
         c[C_KEST] = min(max(k, cp[CP_KMIN]), cp[CP_KMAX])
         c[C_P] = (1.0 - gain * dx) * p
+    elif engaged and c[C_EST_N] < cp[CP_EST_PERIODS]:
+        return  # keep the window open
     c[C_EST_X] = c[C_XFILT]
     c[C_EST_F] = c[C_FILT]
     c[C_EST_N] = 0.0
@@ -130,14 +137,16 @@ def _estimate_stiffness(c: F64, cp: F64) -> None:
 
 @njit(cache=True)
 def _guarding(c: F64, cp: F64, dt: float, tgt: float) -> None:
-    # Counter-tension: force above the set-point and still rising while the cable is not
-    # being pulled in: the patient's muscles, not the winch, are raising the force.
+    # Counter-tension: force above the set-point and rising faster than the cable's own
+    # motion explains (estimated stiffness x pull speed): the patient's muscles, not the
+    # winch, are raising the force.
     fm = c[C_FILT]
     excess = fm - tgt
     thr = max(cp[CP_GUARD_N], cp[CP_GUARD_REL] * tgt)
     if c[C_GUARD] < 0.5:
+        explained = 1.5 * c[C_KEST] * max(c[C_VX], 0.0)
         if (c[C_CONTACT] > 0.5 and tgt > 2.0 * cp[CP_CONTACT_N] and excess > thr
-                and c[C_FRATE] > 0.0 and c[C_VX] <= 0.5):
+                and c[C_FRATE] > explained + 2.0 * cp[CP_GUARD_N]):
             c[C_GUARD] = 1.0
             c[C_GUARD_T0] = c[C_T]
             c[C_GUARD_PEAK] = excess
@@ -211,8 +220,7 @@ def controller_step(c: F64, cp: F64, dt: float, target: float, fresh: float, cla
         c[C_CONTACT] = 0.0
 
     c[C_EST_N] += 1.0
-    if c[C_EST_N] >= cp[CP_EST_PERIODS]:
-        _estimate_stiffness(c, cp)
+    _estimate_stiffness(c, cp)
     k = c[C_KEST]
     _guarding(c, cp, dt, tgt)
 

@@ -619,7 +619,8 @@ class SessionEngine:
                 self._transition(SessionState.RELEASING, f"safety trip: {sp.condition}")
             self._release_t0 = self.now
         if self.state is SessionState.RUNNING and self.trajectory.phase is Phase.SLACK:
-            meas = 0.5 * (out[-1, COL["force_a_n"]] + out[-1, COL["force_b_n"]])
+            meas = 0.5 * (out[-1, COL["force_a_n"]] - self.tare_a_n +
+                          out[-1, COL["force_b_n"]] - self.tare_b_n)
             if meas >= 0.8 * min(self.safety.safe_n, self.clamp_n):
                 self.trajectory.slack_taken_up()
                 self._event("slack", f"slack taken up at {out[-1, COL['position_mm']]:.1f} mm")

@@ -118,6 +118,10 @@ def print_summary(s: SessionSummary) -> None:
     out.print(f"  peak force {s.peak_force_n:.1f} N ({n_to_lb(s.peak_force_n):.1f} lb), cap "
               f"{s.cap_n:.1f} N; hold RMS error {s.hold_rms_error_pct}%, max overshoot "
               f"{s.max_overshoot_pct}%; peak distraction {s.peak_distraction_mm} mm")
+    if s.guarding_episodes:
+        worst = max(g.peak_excess_n for g in s.guarding)
+        out.print(f"  muscle guarding: {s.guarding_episodes} episode(s) detected and backed off "
+                  f"(largest {worst:.1f} N above the set-point)")
     for a in s.alarms:
         colour = {"high": "red", "medium": "yellow", "low": "cyan"}[a.priority]
         out.print(f"  [{colour}]ALARM {a.priority.upper()}[/] t={a.t:.3f}s {a.kind} "
@@ -144,7 +148,11 @@ def simulate(
     split_table: bool = typer.Option(True, "--split-table/--fixed-table"),
     confirm: bool = typer.Option(True, "--confirm/--no-confirm",
                                  help="Confirm forces above 18 kg at set-up (else they are held)."),
-    device: str = typer.Option("sim", "--device", help="sim or modbus://HOST:PORT."),
+    device: str = typer.Option("sim", "--device",
+                               help="sim, modbus://HOST:PORT or python:MODULE:FACTORY."),
+    plant_seed: int | None = typer.Option(
+        None, "--plant-seed", help="Simulate a plant drawn from the family with this seed "
+        "(docs/control.md, Plant family) instead of the nominal one."),
     patient: str | None = typer.Option(
         None, "--patient", help="Store the session for this patient (id or clinic code); "
         "without it the session is stored under the anonymous demo patient."),
@@ -169,6 +177,7 @@ def simulate(
         spec = SessionSpec(protocol=proto, body_weight_kg=weight_kg, rate_hz=rate,
                            speed=parse_speed(speed), device=device, seed=seed, noise=noise,
                            split_table=split_table, confirm_high_force=confirm,
+                           plant_seed=plant_seed,
                            edits=[parse_edit(e) for e in edit],
                            faults=[parse_fault(f) for f in fault])
         engine = build_engine(spec)

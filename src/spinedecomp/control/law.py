@@ -61,7 +61,9 @@ C_GUARD_CALM = 23  # seconds the excess has been small
 C_GUARD_N = 24  # episodes completed so far
 C_GUARD_PAYOUT = 25  # cable paid out during the episode, mm
 C_GUARD_X0 = 26
-C_EP0 = 27  # ring of the last EP_SLOTS episodes: (start s, duration s, peak N, payout mm)
+C_RF1 = 27  # force through the first of two cascaded 4 Hz low-passes (rate estimate), N
+C_RF2 = 28
+C_EP0 = 29  # ring of the last EP_SLOTS episodes: (start s, duration s, peak N, payout mm)
 EP_SLOTS = 8
 EP_WIDTH = 4
 N_CSTATE = C_EP0 + EP_SLOTS * EP_WIDTH
@@ -179,14 +181,19 @@ def controller_step(c: F64, cp: F64, dt: float, target: float, fresh: float, cla
     c[C_T] += dt
     f = measured_force(fa - cp[CP_TARE_A], fb - cp[CP_TARE_B], c[C_FILT])
     alpha = 1.0 - math.exp(-2.0 * math.pi * cp[CP_FILT_HZ] * dt)
-    f_prev = c[C_FILT]
     c[C_FILT] += alpha * (f - c[C_FILT])
     x_prev = c[C_XFILT]
     c[C_XFILT] += alpha * (x - c[C_XFILT])
     fm = c[C_FILT]
     beta = 1.0 - math.exp(-2.0 * math.pi * 5.0 * dt)
     c[C_VX] += beta * ((c[C_XFILT] - x_prev) / dt - c[C_VX])
-    c[C_FRATE] += beta * ((fm - f_prev) / dt - c[C_FRATE])
+    # Force rate as the slope of a twice low-passed force (no noise amplification by 1/dt),
+    # the same estimate the safety monitor uses.
+    wr = 2.0 * math.pi * 4.0
+    ar = 1.0 - math.exp(-wr * dt)
+    c[C_RF1] += ar * (f - c[C_RF1])
+    c[C_RF2] += ar * (c[C_RF1] - c[C_RF2])
+    c[C_FRATE] = wr * (c[C_RF1] - c[C_RF2])
 
     # A lowered clamp ramps down at the set-point's fall rate: force can follow it, so a
     # clinician lowering the cap never meets an over-force alarm; a raised one applies now
@@ -257,6 +264,10 @@ def controller_step(c: F64, cp: F64, dt: float, target: float, fresh: float, cla
     v_rate = 1.25 * cp[CP_RATE_MAX] / k
     if v > v_rate and c[C_CONTACT] > 0.5:
         v = v_rate
+    if c[C_FRATE] > 1.5 * cp[CP_RATE_MAX] and v > 0.0 and fm > 2.0 * cp[CP_CONTACT_N]:
+        # Force already rising faster than the limit (the patient guarding, or the estimate
+        # wrong): never pull on top of it.
+        v = 0.0
     v = min(max(v, -cp[CP_VMAX]), cp[CP_VMAX])
     c[C_CMD] = v
     return float(v)

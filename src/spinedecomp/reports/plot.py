@@ -27,6 +27,14 @@ def _decimate(tel: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return tel[::step]
 
 
+def _guard_duration(reason: str) -> float:
+    # The engine logs an episode when it ends: "... for D s: ..." (session/engine.py).
+    try:
+        return float(reason.split(" for ", 1)[1].split(" s", 1)[0])
+    except (IndexError, ValueError):
+        return 0.0
+
+
 def plot_session(tel: npt.NDArray[np.float64], path: Path, *, title: str,
                  events: list[EventOut], alarms: list[AlarmOut]) -> Path:
     """Write a PNG of the session to `path` and return it."""
@@ -60,6 +68,15 @@ def plot_session(tel: npt.NDArray[np.float64], path: Path, *, title: str,
             ax_f.axvline(ev.t, color="#555", lw=0.7, ls="--")
             ax_f.annotate(ev.kind if ev.field is None else f"{ev.field}={ev.new:g}", (ev.t, 0),
                           xytext=(2, 2), textcoords="offset points", fontsize=7, rotation=90)
+    for i, ev in enumerate(e for e in events if e.kind == "guarding"):
+        # A guarding episode the controller backed off from: shaded, with its size.
+        start = ev.t - _guard_duration(ev.reason)
+        ax_f.axvspan(start, ev.t, color="#ff7f0e", alpha=0.25, lw=0,
+                     label="muscle guarding (backed off)" if i == 0 else None)
+        ax_f.annotate(f"guard +{ev.new or 0:.0f} N", (start, 0), xytext=(2, 12),
+                      textcoords="offset points", fontsize=7, rotation=90, color="#b35900")
+    if any(e.kind == "guarding" for e in events):
+        ax_f.legend(loc="upper right", fontsize=8)
     for al in alarms:
         ax_f.axvline(al.t, color="#c00", lw=1.2)
         ax_f.annotate(f"ALARM {al.kind}", (al.t, ax_f.get_ylim()[1] * 0.9), fontsize=8,

@@ -95,6 +95,7 @@ Z_RF1 = 45  # force through the first of two cascaded rate filters, N
 Z_RF2 = 46  # ... and the second; rate = w (RF1 - RF2) is the slope of RF2
 Z_FRZ_OA = 47  # the other channel's value when A last changed, N
 Z_FRZ_OB = 48
+Z_CMD_ENV = 49  # envelope of the recent commanded velocity, mm/s
 Z_NALARM = 24  # alarms recorded so far
 Z_RAISED = 25  # bit-set of codes already raised (each code is raised once per session)
 Z_MAX_F = 26  # highest force seen, N
@@ -102,7 +103,7 @@ Z_RELEASE_REQ = 27  # 1 = a normal release (end of session) was requested, no al
 Z_T = 28  # monitor's time, s
 Z_FIRST_CMD_T = 29  # time of the first release command, s
 Z_DONE = 30  # 1 when the release is complete and the motor is off
-N_ZSTATE = 49
+N_ZSTATE = 50
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -283,7 +284,11 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     loaded = f > zp[ZP_RATE_MIN_F]
     # The actuator drives the rise only while it is both told to pull and pulling: once the
     # controller backs off from a patient's guarding, the rise is not the actuator's.
-    pulling = z[Z_VX] > zp[ZP_PULL_V] and ctrl_cmd > zp[ZP_PULL_V]
+    # A drive pulling in harder than it was told (beyond the command's recent envelope, which
+    # covers the drive's lag) is a runaway whatever the controller asked.
+    z[Z_CMD_ENV] = max(ctrl_cmd, z[Z_CMD_ENV] - z[Z_CMD_ENV] * dt / 0.2)
+    pulling = z[Z_VX] > zp[ZP_PULL_V] and (ctrl_cmd > zp[ZP_PULL_V] or
+                                           z[Z_VX] > max(z[Z_CMD_ENV], 0.0) + 2.0)
     if _timer(z, Z_T_RATE, loaded and pulling and z[Z_RATE] > zp[ZP_RATE_LIMIT], dt) >= zp[ZP_RATE_S]:
         _trip(z, alarms, codes.RATE_OF_RISE, z[Z_RATE], f, clamp)
     if _timer(z, Z_T_RATE_ABS, loaded and z[Z_RATE] > zp[ZP_RATE_ABS], dt) >= zp[ZP_RATE_ABS_S]:

@@ -79,6 +79,14 @@ class GuardingEpisode:
     ramp_s: float  # the next ramp-up's length after it
 
 
+def check_rate(rate_hz: float) -> None:
+    """Refuse a control rate the loop cannot hold safely, naming the allowed range."""
+    if not (math.isfinite(rate_hz) and RATE_MIN_HZ <= rate_hz <= RATE_MAX_HZ):
+        raise ProtocolError("rate_hz", f"must be within {RATE_MIN_HZ:g}-{RATE_MAX_HZ:g} Hz, got "
+                            f"{rate_hz:g} (below {RATE_MIN_HZ:g} Hz a contact cannot be stopped "
+                            "within its force budget nor a fault filtered over two periods)")
+
+
 class SoftwareFault(RuntimeError):
     """Raised by the `controller-crash` fault: stands for any unhandled error."""
 
@@ -136,10 +144,7 @@ class SessionEngine:
         on_alarm: Callable[[Alarm], None] | None = None,
         block_s: float = 0.25,
     ) -> None:
-        if not (math.isfinite(rate_hz) and RATE_MIN_HZ <= rate_hz <= RATE_MAX_HZ):
-            raise ProtocolError("rate_hz", f"must be within {RATE_MIN_HZ:g}-{RATE_MAX_HZ:g} Hz, got "
-                                f"{rate_hz:g} (below {RATE_MIN_HZ:g} Hz the loop cannot stop a "
-                                "contact or filter a fault safely)")
+        check_rate(rate_hz)
         self.table = table
         self.resolved = resolved
         self.rate_hz = rate_hz

@@ -46,6 +46,16 @@ class AlarmOut(BaseModel):
     acknowledged: bool
 
 
+class GuardingOut(BaseModel):
+    """A muscle-guarding episode the controller detected and backed off from."""
+
+    t: float
+    duration_s: float
+    peak_excess_n: float
+    payout_mm: float
+    next_ramp_s: float
+
+
 class SessionSummary(BaseModel):
     """The JSON summary of a session (`spinedecomp session simulate --json`)."""
 
@@ -74,6 +84,8 @@ class SessionSummary(BaseModel):
     final_force_n: float | None
     motor_disabled: bool
     samples: int
+    guarding_episodes: int = 0
+    guarding: list[GuardingOut] = []
 
 
 def force_column(tel: F64) -> F64:
@@ -171,4 +183,8 @@ def summarize(result: SessionResult, resolved: ResolvedProtocol) -> SessionSumma
         final_force_n=fin(float(f[-1])) if f.size else None,
         motor_disabled=result.motor_off,
         samples=int(tel.shape[0]),
+        guarding_episodes=len(result.guarding),
+        guarding=[GuardingOut(t=g.t, duration_s=g.duration_s, peak_excess_n=g.peak_excess_n,
+                              payout_mm=g.payout_mm, next_ramp_s=g.ramp_s)
+                  for g in result.guarding],
     )

@@ -148,6 +148,7 @@ def test_setpoints_expire_and_the_target_ramps_down() -> None:
     cfg = ControllerConfig.for_region(Region.LUMBAR)
     dt = 0.001
     c, cp = cfg.new_state(), cfg.params(dt)
+    cp[cl.CP_GUARD_N] = 1e9  # a constant 200 N input from t=0 would read as guarding
     for _ in range(2000):  # fresh set-points: target reaches 200 N
         cl.controller_step(c, cp, dt, 200.0, 1.0, 500.0, 200.0, 200.0, 50.0)
     assert c[cl.C_TARGET] == pytest.approx(200.0)

@@ -13,16 +13,17 @@ against the raw true force (what the patient feels, calibration included).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
+from spinedecomp.control import law as cl
 from spinedecomp.control.library import get_protocol as builtin
-from spinedecomp.control.protocol import resolve
+from spinedecomp.control.protocol import Protocol, RampShape, resolve
 from spinedecomp.control.trajectory import Phase
 from spinedecomp.core.clock import SimClock
-from spinedecomp.device.plant import PlantParams, draw_plant
+from spinedecomp.device.plant import PlantParams, draw_plant, nominal_plant
 from spinedecomp.device.simulated import PatientModel, SimulatedTable
 from spinedecomp.session.engine import SessionEngine
 from spinedecomp.session.model import Command
@@ -32,6 +33,7 @@ F64 = npt.NDArray[np.float64]
 SETTLE_S = 1.0
 OVERSHOOT_WINDOW_S = 5.0
 GUARD_LEVEL = 0.3  # plant guarding activation that counts as an episode the plant produced
+QUIET_GUARD = 0.1  # plant guarding activation below which a ramp top counts as quiet
 CLAMP_TOL_REL = 0.01  # documented tolerance over the clamp (noise at the clamp)
 
 
@@ -45,6 +47,8 @@ class Case:
     seed: int
     minutes: float | None = 5.0  # None = the whole session
     guarding_backoff: bool = True
+    ramp_shape: str | None = None  # override the protocol's ramp shape (linear, logarithmic)
+    guard_strength: float | None = None  # override the drawn guarding gain (x nominal)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class CaseResult:
     hold_rms_pct: float | None  # vs calibrated true force
     hold_rms_raw_pct: float | None  # vs raw true force
     overshoot_pct: float | None
+    overshoot_quiet_pct: float | None  # ramp tops where the patient was not guarding
     above_clamp_n: float  # worst calibrated true force above clamp + tolerance (0 = never)
     guard_detected: int
     guard_produced: int
@@ -83,38 +88,45 @@ def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
+def _protocol(case: Case) -> Protocol:
+    proto = builtin(case.protocol)
+    if case.ramp_shape is not None:
+        proto = proto.model_copy(update={"ramp_shape": RampShape(case.ramp_shape)})
+    return proto
+
+
 def plant_for_case(case: Case) -> PlantParams:
     """The plant a case runs on."""
-    resolved = resolve(builtin(case.protocol), case.body_weight_kg)
-    return draw_plant(resolved.region, case.body_weight_kg, case.seed,
-                      max_force_n=resolved.cap_n)
+    resolved = resolve(_protocol(case), case.body_weight_kg)
+    plant = draw_plant(resolved.region, case.body_weight_kg, case.seed,
+                       max_force_n=resolved.cap_n)
+    if case.guard_strength is not None:
+        nominal = nominal_plant(resolved.region, case.body_weight_kg)
+        plant = replace(plant, guard_gain=nominal.guard_gain * case.guard_strength)
+    return plant
 
 
 def build_case(case: Case) -> tuple[SessionEngine, PlantParams]:
     """The engine for a case, set up and ready to run."""
-    proto = builtin(case.protocol)
+    proto = _protocol(case)
     resolved = resolve(proto, case.body_weight_kg)
     plant = plant_for_case(case)
     table = SimulatedTable(PatientModel(resolved.region, case.body_weight_kg, seed=case.seed,
                                         plant=plant), angle_deg=proto.angle_deg)
     dt = 1.0 / case.rate_hz
     eng = SessionEngine(table, resolved, rate_hz=case.rate_hz, clock=SimClock(dt))
-    if not case.guarding_backoff:
-        from spinedecomp.control import law as cl
-        eng.cp[cl.CP_GUARD_N] = 1e9
     if case.minutes is not None and case.minutes * 60.0 < resolved.duration_s:
         eng.schedule(case.minutes * 60.0, Command(kind="stop", reason="campaign: shortened",
                                                   user="campaign"))
     eng.setup(confirm_high_force=True)
+    if not case.guarding_backoff:
+        eng.cp[cl.CP_GUARD_N] = 1e9  # set-up re-builds the parameters (tare)
     return eng, plant
 
 
 def run_case(case: Case) -> CaseResult:
     """Run one case and measure it."""
     eng, plant = build_case(case)
-    if not case.guarding_backoff:
-        from spinedecomp.control import law as cl
-        eng.cp[cl.CP_GUARD_N] = 1e9
     res = eng.run()
     tel = res.telemetry
     g_mean = 0.5 * (plant.gain_a + plant.gain_b)
@@ -127,6 +139,8 @@ def run_case(case: Case) -> CaseResult:
     errs_raw: list[F64] = []
     tgs: list[F64] = []
     over: float | None = None
+    over_quiet: float | None = None
+    guard = tel[:, COL["guarding"]]
     win = int(OVERSHOOT_WINDOW_S * case.rate_hz)
     dist = tel[:, COL["distraction_mm"]]
     hold_dist: list[float] = []
@@ -141,6 +155,8 @@ def run_case(case: Case) -> CaseResult:
         if end > a and pk > 0:
             ov = (float(np.max(cal[a:end])) - pk) / pk * 100.0
             over = ov if over is None else max(over, ov)
+            if float(np.max(guard[max(0, a - win):end])) < QUIET_GUARD:
+                over_quiet = ov if over_quiet is None else max(over_quiet, ov)
 
     def rms(parts: list[F64]) -> float | None:
         if not parts:
@@ -151,7 +167,6 @@ def run_case(case: Case) -> CaseResult:
     clamp = res.clamp_n
     excess = cal - clamp * (1.0 + CLAMP_TOL_REL)
     above = float(max(0.0, np.max(excess))) if excess.size else 0.0
-    guard = tel[:, COL["guarding"]]
     produced = _runs(guard > GUARD_LEVEL)
     t = tel[:, COL["t"]]
     detected = [(e.t, e.t + e.duration_s) for e in res.guarding]
@@ -164,7 +179,9 @@ def run_case(case: Case) -> CaseResult:
     return CaseResult(
         case=case, end_state=res.end_state.value, alarms=[a.kind for a in res.alarms],
         abort_reason=res.abort_reason, hold_rms_pct=rms(errs), hold_rms_raw_pct=rms(errs_raw),
-        overshoot_pct=None if over is None else max(0.0, over), above_clamp_n=above,
+        overshoot_pct=None if over is None else max(0.0, over),
+        overshoot_quiet_pct=None if over_quiet is None else max(0.0, over_quiet),
+        above_clamp_n=above,
         guard_detected=len(res.guarding), guard_produced=len(produced), guard_matched=matched,
         peak_distraction_mm=float(np.nanmax(dist)) if dist.size else 0.0,
         mean_hold_distraction_mm=float(np.mean(hold_dist)) if hold_dist else None,

@@ -85,7 +85,7 @@ class SafetyConfig:
             stall_tol_n=40.0 if region is Region.LUMBAR else 15.0,
             rate_abs_n_s=2000.0 if region is Region.LUMBAR else 600.0,
             rate_min_force_n=45.0 if region is Region.LUMBAR else 20.0,
-            frozen_travel_mm=4.0 if region is Region.LUMBAR else 8.0,
+            frozen_travel_mm=0.5 if region is Region.LUMBAR else 1.0,
             frozen_change_n=1.0 if region is Region.LUMBAR else 0.5,
             frozen_min_force_n=20.0 if region is Region.LUMBAR else 8.0,
             clamp_ramp_n_s=125.0 if region is Region.LUMBAR else 40.0,

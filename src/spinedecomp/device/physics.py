@@ -206,7 +206,7 @@ def physics_step(s: F64, p: F64, flt: F64, dt: float, v_cmd: float, enable: floa
     """Advance the table and patient by one control period under a velocity command held for
     the period (zero-order hold), integrating in substeps of at most `MAX_SUBSTEP_S`."""
     s[S_ENABLED] = 1.0 if enable > 0.5 else 0.0
-    n_sub = max(1, int(math.ceil(dt / MAX_SUBSTEP_S - 1e-9)))
+    n_sub = max(1, int(math.ceil(dt / MAX_SUBSTEP_S - 1e-9)))  # noqa: RUF046 (explicit for numba)
     h = dt / n_sub
     for _ in range(n_sub):
         _mechanics(s, p, flt, h, v_cmd)

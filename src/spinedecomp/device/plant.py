@@ -172,8 +172,7 @@ class FamilyRanges:
     declared_error: Span  # declared / true motor lag and delay
 
 
-FAMILY: dict[Region, FamilyRanges] = {
-    Region.LUMBAR: FamilyRanges(
+_LUMBAR = FamilyRanges(
         stiffness_at_cell_n_mm=Span(3.0, 150.0, log=True),
         cable_to_spine_ratio=Span(0.05, 2.0, log=True),
         slack_mm=Span(0.0, 80.0),
@@ -194,29 +193,12 @@ FAMILY: dict[Region, FamilyRanges] = {
         fixed_table_probability=0.3,
         declared_probability=0.7,
         declared_error=Span(0.7, 1.4, log=True),
-    ),
-    Region.CERVICAL: FamilyRanges(
-        stiffness_at_cell_n_mm=Span(0.5, 40.0, log=True),
-        cable_to_spine_ratio=Span(0.05, 2.0, log=True),
-        slack_mm=Span(0.0, 80.0),
-        creep_ratio=Span(0.8, 4.0, log=True),
-        creep_tau_s=Span(5.0, 60.0, log=True),
-        motor_lag_s=Span(0.005, 0.150, log=True),
-        transport_delay_s=Span(0.0, 0.020),
-        vmax_mm_s=Span(40.0, 150.0),
-        amax_mm_s2=Span(200.0, 5000.0, log=True),
-        noise_sd_n=Span(0.0, 3.0),
-        offset_n=Span(-10.0, 10.0),
-        gain_error=Span(-0.03, 0.03),
-        quant_n=Span(0.01, 0.5, log=True),
-        guard_strength=Span(0.0, 3.0),
-        guard_reflex_scale=Span(0.5, 2.0, log=True),
-        guard_tau_on_s=Span(0.1, 0.6),
-        guard_tau_off_s=Span(5.0, 30.0, log=True),
-        fixed_table_probability=0.0,  # the head piece always slides
-        declared_probability=0.7,
-        declared_error=Span(0.7, 1.4, log=True),
-    ),
+)
+# The cervical family differs only in stiffness, quantisation and the always-sliding head piece.
+FAMILY: dict[Region, FamilyRanges] = {
+    Region.LUMBAR: _LUMBAR,
+    Region.CERVICAL: replace(_LUMBAR, stiffness_at_cell_n_mm=Span(0.5, 40.0, log=True),
+                             quant_n=Span(0.01, 0.5, log=True), fixed_table_probability=0.0),
 }
 
 

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spinedecomp.control.config import envelope
+from spinedecomp.core.units import Region
 from spinedecomp.device import modbus_registers as mr
+from spinedecomp.device.modbus import _dynamics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "device-protocol.md"
 
@@ -81,6 +84,26 @@ def test_identity_roundtrip() -> None:
     assert back.name == ident.name[:mr.NAME_CHARS] and back.firmware == "1.2.3"
     assert back.has(mr.Capability.LUMBAR) and not back.has(mr.Capability.CERVICAL)
     assert back.force_limit_n == pytest.approx(980.67)
+    # Nothing declared about the drive: the sentinel, read back as "not declared".
+    assert math.isnan(back.motor_lag_s) and math.isnan(back.transport_delay_s)
+    assert _dynamics(back) is None
+
+
+def test_declared_drive_dynamics_roundtrip_including_a_zero_delay() -> None:
+    """A table declares its drive in identity registers 144-146; a declared 0 ms delay is a
+    declaration (not "unknown"), and what is left out stays the worst case."""
+    base = mr.Identity(capabilities=int(mr.Capability.LUMBAR), force_limit_n=900.0,
+                       angle_min_deg=0.0, angle_max_deg=30.0, travel_max_mm=300.0,
+                       velocity_max_mm_s=100.0, sample_rate_hz=500, name="T", firmware="1",
+                       serial="S", motor_lag_s=0.0234, transport_delay_s=0.0)
+    dyn = _dynamics(mr.decode_identity(mr.encode_identity(base)))
+    assert dyn is not None
+    assert dyn.motor_lag_s == pytest.approx(0.0234, abs=1e-4)
+    assert dyn.transport_delay_s == 0.0
+    assert dyn.stiffness_max_n_per_mm is None
+    env = envelope(Region.LUMBAR, dyn.motor_lag_s, dyn.transport_delay_s,
+                   dyn.stiffness_max_n_per_mm)
+    assert env.stiffness_max_n_per_mm == 150.0 and env.transport_delay_s == 0.0
 
 
 def test_blocks_are_contiguous_fit_one_transaction_and_do_not_overlap() -> None:

@@ -4,14 +4,12 @@ The register map is `docs/device-protocol.md` (data in `modbus_registers`); all 
 is in `modbus_adapter`. The session engine drives this class exactly as it drives the
 simulator, one period at a time:
 
-    read() -> controller -> safety monitor -> write(cmd) -> advance(dt) -> read() -> wait
+    read() -> controller -> safety monitor -> write(cmd) -> advance(dt) -> wait
 
 Per period there is one batched read of the readings block (function 4, 21 registers) and
-one batched write of the command block (function 16, 8 registers, heartbeat included). The
-engine reads twice per period: before control, and for telemetry after `advance`. `advance`
-ends the period, so the read right after it is answered with this period's frame, and the
-read after that (the next period's) reads the table. Counting, not timing, decides: a late,
-catching-up loop still reads fresh values every period.
+one batched write of the command block (function 16, 8 registers, heartbeat included), as the
+`Table` protocol states: the engine calls `read` exactly once per period, and every call reads
+the table. The frame the controller saw is the one recorded as telemetry.
 
 Link faults never raise out of `read`/`write`: every timeout, refused or dropped connection,
 malformed reply or exception answer becomes a `SensorFrame` with `comm_ok=False` carrying the
@@ -42,7 +40,7 @@ from spinedecomp.core.errors import DeviceError
 from spinedecomp.core.units import Region
 from spinedecomp.device import modbus_registers as mr
 from spinedecomp.device.modbus_adapter import DeviceRefused, LinkError, ModbusClient
-from spinedecomp.device.table import ActuatorCommand, SensorFrame, TableInfo
+from spinedecomp.device.table import ActuatorCommand, SensorFrame, TableDynamics, TableInfo
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +89,20 @@ def _info(ident: mr.Identity) -> TableInfo:
         angle_min_deg=ident.angle_min_deg,
         angle_max_deg=ident.angle_max_deg,
         travel_max_mm=ident.travel_max_mm,
+        dynamics=_dynamics(ident),
     )
+
+
+def _dynamics(ident: mr.Identity) -> TableDynamics | None:
+    """The drive dynamics the table declares, or None if it declares none. A partial
+    declaration keeps what is declared; the controller takes the worst case for the rest."""
+    lag, delay, k = ident.motor_lag_s, ident.transport_delay_s, ident.stiffness_max_n_per_mm
+    k_ok = math.isfinite(k) and k > 0.0  # 0 N/mm is no stiffness at all: not a declaration
+    if math.isnan(lag) and math.isnan(delay) and not k_ok:
+        return None
+    return TableDynamics(motor_lag_s=None if math.isnan(lag) else lag,
+                         transport_delay_s=None if math.isnan(delay) else delay,
+                         stiffness_max_n_per_mm=k if k_ok else None)
 
 
 def _frame(r: mr.Readings, comm_ok: bool) -> SensorFrame:
@@ -122,7 +133,6 @@ class ModbusTable:
         self.stats = LinkStats()
         self._info = _info(identity)
         self._frame = _frame(readings, True)
-        self._period_done = False
         self._hb = 0
         self._released = False
         self._link_lost = False  # latched for the life of this object (one session)
@@ -222,10 +232,6 @@ class ModbusTable:
 
     def read(self) -> SensorFrame:
         """Raw sensors now (one Modbus read per period; see the module docstring)."""
-        if self._period_done:
-            # The telemetry read after `advance`: this period's frame.
-            self._period_done = False
-            return self._frame
         return self._fresh()
 
     def write(self, cmd: ActuatorCommand) -> None:
@@ -251,8 +257,7 @@ class ModbusTable:
             self.stats.writes += 1
 
     def advance(self, dt: float) -> None:
-        """A real table runs on its own: this only marks the end of the period."""
-        self._period_done = True
+        """A real table runs on its own: nothing to do (the engine's clock waits)."""
 
     def test_patient_switch(self) -> bool:
         """Set-up check: the switch is idle, then the patient presses and releases it (the

@@ -189,6 +189,14 @@ IDENTITY = Block("identity", RegisterTable.INPUT, 100, (
       "2 characters per register, first character in the high byte", words=16),
     F("FIRMWARE", 128, Kind.ASCII, 1, "text", "firmware version, ASCII, 16 characters", words=8),
     F("SERIAL", 136, Kind.ASCII, 1, "text", "serial number, ASCII, 16 characters", words=8),
+    F("MOTOR_LAG", 144, Kind.U16, 0.1, "ms", "drive time constant from velocity command to cable "
+      "velocity; 0xFFFF = not declared (the controller assumes the worst case, 150 ms)",
+      invalid=True),
+    F("TRANSPORT_DELAY", 145, Kind.U16, 0.1, "ms", "dead time from command to motion, bus "
+      "included; 0xFFFF = not declared (worst case, 20 ms)", invalid=True),
+    F("STIFFNESS_MAX", 146, Kind.U16, 0.01, "N/mm", "stiffest cable + harness + patient the "
+      "table can present at its load cell; 0xFFFF or 0 = not declared (150 lumbar, 40 "
+      "cervical)", invalid=True),
 ))
 
 COMMAND = Block("command", RegisterTable.HOLDING, 0, (
@@ -427,6 +435,10 @@ class Identity:
     serial: str
     magic: int = MAGIC
     map_version: int = MAP_VERSION
+    # Declared drive dynamics; NaN = not declared (the controller designs for the worst case).
+    motor_lag_s: float = math.nan
+    transport_delay_s: float = math.nan
+    stiffness_max_n_per_mm: float = math.nan
 
     def has(self, cap: Capability) -> bool:
         """True if the table reports capability `cap`."""
@@ -446,6 +458,9 @@ def encode_identity(ident: Identity) -> list[int]:
     _put(b, regs, "TRAVEL_MAX", ident.travel_max_mm)
     _put(b, regs, "VELOCITY_MAX", ident.velocity_max_mm_s)
     _put(b, regs, "SAMPLE_RATE", ident.sample_rate_hz)
+    _put(b, regs, "MOTOR_LAG", ident.motor_lag_s * 1000.0)
+    _put(b, regs, "TRANSPORT_DELAY", ident.transport_delay_s * 1000.0)
+    _put(b, regs, "STIFFNESS_MAX", ident.stiffness_max_n_per_mm)
     for name, text in (("NAME", ident.name), ("FIRMWARE", ident.firmware),
                        ("SERIAL", ident.serial)):
         f = b.field(name)
@@ -477,6 +492,9 @@ def decode_identity(regs: Sequence[int]) -> Identity:
         name=text("NAME"),
         firmware=text("FIRMWARE"),
         serial=text("SERIAL"),
+        motor_lag_s=_get(b, regs, "MOTOR_LAG") / 1000.0,
+        transport_delay_s=_get(b, regs, "TRANSPORT_DELAY") / 1000.0,
+        stiffness_max_n_per_mm=_get(b, regs, "STIFFNESS_MAX"),
     )
 
 

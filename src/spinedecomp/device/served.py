@@ -61,6 +61,10 @@ class ServedStatus:
     velocity_cmd_mm_s: float
 
 
+def _or_nan(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
 class ServedTable:
     """A simulated table that serves the register map (implements `RegisterBank`)."""
 
@@ -73,6 +77,7 @@ class ServedTable:
         self.rate_hz = rate_hz
         self.step_s = 1.0 / rate_hz
         lim = limits_for(model.region)
+        dyn = self.sim.info.dynamics
         self.identity = mr.Identity(
             capabilities=int(mr.Capability.LUMBAR | mr.Capability.CERVICAL
                              | mr.Capability.SIMULATED | mr.Capability.SWITCH_PROMPT),
@@ -85,6 +90,10 @@ class ServedTable:
             name=name,
             firmware=FIRMWARE,
             serial=serial,
+            # The simulated drive declares its dynamics as a real table should (NaN = not).
+            motor_lag_s=_or_nan(dyn.motor_lag_s if dyn else None),
+            transport_delay_s=_or_nan(dyn.transport_delay_s if dyn else None),
+            stiffness_max_n_per_mm=_or_nan(dyn.stiffness_max_n_per_mm if dyn else None),
         )
         self._identity_regs = mr.encode_identity(self.identity)
         self._lock = threading.Lock()

@@ -26,8 +26,8 @@ class TableDynamics:
     operating envelope in docs/device-protocol.md.
     """
 
-    motor_lag_s: float
-    transport_delay_s: float = 0.0
+    motor_lag_s: float | None
+    transport_delay_s: float | None = 0.0
     stiffness_max_n_per_mm: float | None = None
 
 

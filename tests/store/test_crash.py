@@ -87,7 +87,8 @@ def test_sigkill_mid_session_keeps_all_but_the_last_200_ms(tmp_path: Path) -> No
     assert full.shape[0] > 0 and full[0, 0] == pytest.approx(0.001)
     assert np.allclose(np.diff(full[:, 0]), 0.001)
     kinds = [e.kind for e in events]
-    assert kinds[:5] == ["setup", "setup", "confirm", "state", "state"]
+    # set-up: switch test, tare, drive; the clinician's confirmation; idle->ready->running
+    assert kinds[:6] == ["setup", "setup", "setup", "confirm", "state", "state"]
     assert "edit" in kinds and "slack" in kinds
     assert events[-1].reason == "running -> aborted: process ended unexpectedly"
     assert audit[-1].actor == "system:recovery" and audit[-1].after == {

@@ -126,9 +126,15 @@ def nominal_plant(region: Region, body_weight_kg: float, *, split_table: bool = 
     if not noise:
         plant = replace(plant, noise_sd_n=0.0, offset_a_n=0.0, offset_b_n=0.0, gain_a=1.0,
                         gain_b=1.0, quant_n=1e-6)
-    # The simulator knows its own drive, as a table maker knows theirs.
-    return replace(plant, declared=TableDynamics(motor_lag_s=plant.motor_lag_s,
-                                                 transport_delay_s=plant.transport_delay_s))
+    # The simulator knows its own drive, as a table maker knows theirs, and its cable: the load
+    # cell sees the cable in series with the patient, so no patient can present more than the
+    # cable's stiffness, which for the heaviest patient (300 kg) is 29 / 11.6 N/mm.
+    return replace(plant, declared=TableDynamics(
+        motor_lag_s=plant.motor_lag_s, transport_delay_s=plant.transport_delay_s,
+        stiffness_max_n_per_mm=NOMINAL_STIFFNESS_MAX[region]))
+
+
+NOMINAL_STIFFNESS_MAX = {Region.LUMBAR: 30.0, Region.CERVICAL: 12.0}
 
 
 @dataclass(frozen=True)

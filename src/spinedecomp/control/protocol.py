@@ -7,7 +7,10 @@ Validation rejects what no clinician could mean, naming the field and the allowe
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
+import stat
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -70,7 +73,7 @@ class ForceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    value: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+    value: Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)]
     unit: Literal["N", "lb", "%bw", "%max"] = "N"
 
     def newtons(self, body_weight_kg: float, max_force_n: float | None = None) -> float:
@@ -91,7 +94,12 @@ class ForceSpec(BaseModel):
 
 
 class Protocol(BaseModel):
-    """A treatment protocol as a clinician writes it."""
+    """A treatment protocol as a clinician writes it.
+
+    Numbers and booleans are strict: `hold_s: true` or `hold_s: "60"` is refused (a boolean is
+    not a number, and a quoted number is usually a mistake elsewhere in the file); enums are
+    given by their names.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,23 +111,24 @@ class Protocol(BaseModel):
     mode: Mode
     max_force: ForceSpec
     rest_force: ForceSpec = ForceSpec(value=50.0, unit="%max")
-    hold_s: Annotated[float, Field(allow_inf_nan=False)] = 60.0
-    rest_s: Annotated[float, Field(allow_inf_nan=False)] = 20.0
+    hold_s: Annotated[float, Field(allow_inf_nan=False, strict=True)] = 60.0
+    rest_s: Annotated[float, Field(allow_inf_nan=False, strict=True)] = 20.0
     ramp_shape: RampShape = RampShape.LOGARITHMIC
-    ramp_s: Annotated[float, Field(gt=0.0, le=120.0, allow_inf_nan=False)] = 15.0
+    ramp_s: Annotated[float, Field(gt=0.0, le=120.0, allow_inf_nan=False, strict=True)] = 15.0
     # Progressive/regressive: the number of cycles over which the peak steps from the rest
     # force to max (or back); `step_force` alternatively fixes the step size.
-    progression_cycles: Annotated[int, Field(ge=1, le=50)] = 4
+    progression_cycles: Annotated[int, Field(ge=1, le=50, strict=True)] = 4
     step_force: ForceSpec | None = None
     # Cyclic: an oscillation at peak (IDD/Accu-SPINA: about 10 lb, up to 20 lb).
     oscillation: ForceSpec | None = None
-    oscillation_period_s: Annotated[float, Field(gt=0.5, le=30.0)] = 4.0
-    angle_deg: Annotated[float, Field(allow_inf_nan=False)] = 10.0
-    duration_min: Annotated[float, Field(allow_inf_nan=False)] = 20.0
+    oscillation_period_s: Annotated[float, Field(gt=0.5, le=30.0, allow_inf_nan=False,
+                                                 strict=True)] = 4.0
+    angle_deg: Annotated[float, Field(allow_inf_nan=False, strict=True)] = 10.0
+    duration_min: Annotated[float, Field(allow_inf_nan=False, strict=True)] = 20.0
     position: Position = Position.SUPINE
-    knee_cushion: bool = True
+    knee_cushion: Annotated[bool, Field(strict=True)] = True
     adjuncts: tuple[Adjunct, ...] = ()
-    first_session: bool = False
+    first_session: Annotated[bool, Field(strict=True)] = False
     # The highest max force this protocol may be raised to during a session. Default: the
     # max force plus four 5 lb steps (Kennedy technique: raise in 5 lb steps) for lumbar, one
     # step for cervical, and no raise at all in a first session.
@@ -169,6 +178,10 @@ def _first_error(exc: ValidationError) -> ProtocolError:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "protocol"
     msg = str(err["msg"]).removeprefix("Value error, ")
+    given = err.get("input")
+    if str(err["type"]).endswith("_type") and isinstance(given, bool | int | float | str):
+        # Say what was given, spelled as in the file: "hold_s: ... number, got true".
+        msg += f", got {json.dumps(given)[:40]}"
     if not err["loc"]:
         # Model-level validators name their field at the start of the message.
         field, _, rest = msg.partition(" ")
@@ -184,17 +197,198 @@ def parse_protocol(data: object) -> Protocol:
         raise _first_error(exc) from None
 
 
+# Limits of a protocol file (docs/control.md, "Protocol files"). A protocol is about 1 KiB;
+# 64 KiB leaves room for long descriptions and comments while keeping parsing in milliseconds
+# (a 50 MB YAML once took 13 s to be declared "valid"). Protocol fields nest 2 levels deep
+# (max_force: {value, unit}); 8 is generous and stops a deeply nested file long before Python's
+# recursion limit.
+MAX_PROTOCOL_FILE_BYTES = 64 * 1024
+MAX_PROTOCOL_NESTING = 8
+
+
 def load_protocol_file(path: Path) -> Protocol:
-    """Load a protocol from a YAML or JSON file."""
-    text = path.read_text(encoding="utf-8")
+    """Load a protocol from a YAML or JSON file (JSON when the name ends in .json).
+
+    Bounded and strict, so a hostile or broken file is a clear `ProtocolError` (field `file`),
+    never a traceback, a hang or a memory blow-up: a regular file of at most
+    `MAX_PROTOCOL_FILE_BYTES` (checked before reading; devices, FIFOs and directories are
+    refused), UTF-8 (UTF-16 with a byte-order mark also accepted), nesting at most
+    `MAX_PROTOCOL_NESTING` levels, no YAML aliases (anchors/`*ref`, so no billion laughs), no
+    duplicate keys, then the field types of `Protocol` (a boolean is not a number).
+    """
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    text = _decode(path, _read_bounded(path))
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise ProtocolError("file", f"{path} is not valid {kind}: {exc}") from None
+        if kind == "JSON":
+            _check_json_nesting(path, text)
+            data = json.loads(text, object_pairs_hook=_json_object,
+                              parse_constant=_json_constant)
+        else:
+            data = _load_yaml(path, text)
+    except _DuplicateKey as exc:
+        raise ProtocolError("file", f"{path}: duplicate key '{exc.key}'{exc.where}; "
+                            "each field may appear once") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        # ValueError covers JSONDecodeError and integers longer than Python converts (whose
+        # message ends in advice for programmers, not for the author of the file).
+        msg = str(exc).split("; use sys.set_int_max_str_digits")[0]
+        raise ProtocolError("file", f"{path} is not valid {kind}: {msg}") from None
     if not isinstance(data, dict):
         raise ProtocolError("file", f"{path} must hold a mapping of protocol fields")
     return parse_protocol(data)
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, refusing anything but a regular file of at most the size limit."""
+    limit = MAX_PROTOCOL_FILE_BYTES
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer. The type and size are checked
+        # on the opened descriptor, so a file swapped after the check cannot slip through.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ProtocolError("file", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            # /dev/zero, /dev/urandom or a FIFO would never end; a directory is no protocol.
+            raise ProtocolError("file", f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise ProtocolError("file", f"{path} is {st.st_size} bytes; a protocol file may be "
+                                f"at most {limit} bytes ({limit // 1024} KiB)")
+        chunks: list[bytes] = []
+        got = 0
+        # Read at most limit + 1 bytes: a file that grew after fstat is still refused.
+        while got <= limit:
+            chunk = os.read(fd, limit + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError as exc:
+        raise ProtocolError("file", f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if got > limit:
+        raise ProtocolError("file", f"{path} is larger than {limit} bytes "
+                            f"({limit // 1024} KiB), the limit of a protocol file")
+    return b"".join(chunks)
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """UTF-8 text (a UTF-8 or UTF-16 byte-order mark selects that encoding)."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding, name = "utf-16", "UTF-16"
+    else:
+        encoding, name = "utf-8-sig", "UTF-8"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("file", f"{path} is not valid {name} text (byte {exc.start}: "
+                            f"{exc.reason}); save it as UTF-8") from None
+
+
+def _too_deep(path: Path, where: str) -> ProtocolError:
+    return ProtocolError("file", f"{path} nests deeper than {MAX_PROTOCOL_NESTING} levels"
+                         f"{where}; a protocol needs at most 2")
+
+
+def _check_json_nesting(path: Path, text: str) -> None:
+    """Refuse JSON nested deeper than the limit before `json` recurses into it."""
+    depth = 0
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_PROTOCOL_NESTING:
+                line = text.count("\n", 0, i) + 1
+                raise _too_deep(path, f" (line {line})")
+        elif ch in "]}":
+            depth -= 1
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one mapping (YAML or JSON)."""
+
+    def __init__(self, key: object, where: str = "") -> None:
+        super().__init__(key)
+        self.key = key
+        self.where = where
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in pairs:
+        if k in out:
+            # json keeps the last silently; a second hold_s is a mistake, not an override.
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _load_yaml(path: Path, text: str) -> object:
+    """One YAML document through `_ProtocolLoader`, its error marks naming the file."""
+    loader = _ProtocolLoader(text)
+    loader.name = str(path)  # marks say "in <path>, line N" instead of "<unicode string>"
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+class _ProtocolLoader(yaml.SafeLoader):
+    """SafeLoader without aliases, without duplicate keys and with a nesting limit."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """Compose one node, refusing aliases and nesting beyond the limit."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()  # type: ignore[no-untyped-call]
+            # Aliases are refused outright: a protocol never needs one, and expanding them is
+            # what makes a billion-laughs file cost seconds and gigabytes.
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} is not allowed in a protocol file "
+                "(write the value out)", event.start_mark)
+        # Only mappings and lists are levels of nesting (as brackets are in JSON).
+        container = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        self._depth += 1 if container else 0
+        try:
+            if self._depth > MAX_PROTOCOL_NESTING:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_PROTOCOL_NESTING} levels; a "
+                    "protocol needs at most 2", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1 if container else 0
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        """A mapping whose keys are all distinct."""
+        seen: set[object] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                dup = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: SafeConstructor reports it with its position
+            if dup:
+                mark = key_node.start_mark
+                raise _DuplicateKey(key, f" (line {mark.line + 1}, column {mark.column + 1})")
+        return super().construct_mapping(node, deep)
 
 
 def check_body_weight(body_weight_kg: float) -> None:

@@ -3,6 +3,8 @@ parameter array. Every number here is documented in docs/safety.md."""
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +52,10 @@ class SafetyConfig:
     zero_s: float = 3.0
     tare_a_n: float = 0.0
     tare_b_n: float = 0.0
+    # Each cell's noise (sd) measured at tare: the disagreement and frozen checks sit above it,
+    # so a live but noisy cell is never judged failed by chance.
+    noise_a_n: float = 0.0
+    noise_b_n: float = 0.0
     rate_abs_n_s: float = 2000.0
     rate_abs_s: float = 0.050
     rate_min_force_n: float = 45.0
@@ -105,7 +111,9 @@ class SafetyConfig:
         zp[zl.ZP_OVER_MARGIN_N] = self.overforce_margin_n
         zp[zl.ZP_OVER_MARGIN_REL] = self.overforce_margin_rel
         zp[zl.ZP_RATE_LIMIT] = self.rate_limit_n_s
-        zp[zl.ZP_DISAGREE_N] = self.disagree_n
+        # Two cells' difference carries both noises: 3 sd of it on top of the fixed limit
+        # (0.3 N per cell adds 1.3 N; 3 N per cell, the noisiest the envelope allows, 13 N).
+        zp[zl.ZP_DISAGREE_N] = self.disagree_n + 3.0 * math.hypot(self.noise_a_n, self.noise_b_n)
         zp[zl.ZP_DISAGREE_REL] = self.disagree_rel
         zp[zl.ZP_SENSOR_MIN] = self.sensor_min_n
         zp[zl.ZP_SENSOR_MAX] = self.sensor_max_n
@@ -139,7 +147,9 @@ class SafetyConfig:
         zp[zl.ZP_RATE_MIN_F] = self.rate_min_force_n
         zp[zl.ZP_PULL_V] = self.pull_speed_mm_s
         zp[zl.ZP_FROZEN_X] = self.frozen_travel_mm
-        zp[zl.ZP_FROZEN_DF] = self.frozen_change_n
+        # A live cell wanders by its noise; "has not changed" must mean beyond 4 sd of it.
+        zp[zl.ZP_FROZEN_DF] = max(self.frozen_change_n,
+                                  4.0 * max(self.noise_a_n, self.noise_b_n))
         zp[zl.ZP_FROZEN_MIN_F] = self.frozen_min_force_n
         zp[zl.ZP_CLAMP_RAMP] = self.clamp_ramp_n_s
         zp[zl.ZP_RATE_FILT_HZ] = self.rate_filter_hz

@@ -271,7 +271,8 @@ class SessionEngine:
         noise = float(np.max(sd))
         self.cp = self.controller.params(self.dt, self.envelope, noise_sd_n=noise,
                                          tare_a_n=self.tare_a_n, tare_b_n=self.tare_b_n)
-        self.safety = replace(self.safety, tare_a_n=self.tare_a_n, tare_b_n=self.tare_b_n)
+        self.safety = replace(self.safety, tare_a_n=self.tare_a_n, tare_b_n=self.tare_b_n,
+                              noise_a_n=float(sd[0]), noise_b_n=float(sd[1]))
         self.zp = self.safety.params(self.dt)
         self._event("setup", f"load cells tared over {n * self.dt:.2f} s: offsets A {off[0]:.2f} N, "
                     f"B {off[1]:.2f} N; noise {sd[0]:.2f}/{sd[1]:.2f} N sd")

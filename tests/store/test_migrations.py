@@ -115,7 +115,10 @@ def test_store_open_upgrades_sqlite_but_not_postgresql(engine_name: str, empty_e
 def test_sqlite_pragmas(tmp_path: Path) -> None:
     engine = create_db_engine(f"sqlite:///{tmp_path / 'x' / 'p.sqlite'}")
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        # rollback journal, nothing memory-mapped: no -shm file to SIGBUS on (db.py)
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "truncate"
+        assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == 0
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
     engine.dispose()

@@ -13,10 +13,14 @@ callbacks only enqueue. `finish` hands the end state and summary to the writer a
 batch, so they reach the database after every sample, or the spool if the database is down.
 
 Storage full: when the writer cannot keep the session's record any more (spool nearly full
-during an outage, or the writer itself failed) the recorder submits an operator stop to the
-engine, reason "telemetry spool full ...", by user "store". The engine's safety monitor then
-latches its operator-stop alarm and releases the table as for any stop: a clear alarm, the
-standard release path, and no change to the engine or the safety code.
+during an outage, a storage fault such as a database file that cannot be written or was
+deleted, or the writer itself failed) the recorder submits an operator stop to the engine,
+reason "telemetry spool full ..." or what failed, by user "store". The engine's safety
+monitor then latches its operator-stop alarm and releases the table as for any stop: a clear
+alarm, the standard release path, and no change to the engine or the safety code.
+
+`finish` says whether the record is durable (`FinishReport.stored`) and, when it is not,
+why (`FinishReport.problem`): callers print "stored" only on the former.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ from spinedecomp.control.protocol import ResolvedProtocol
 from spinedecomp.session.engine import SessionEngine, SessionResult
 from spinedecomp.session.model import Alarm, Command, Event
 from spinedecomp.session.run import SessionSpec
-from spinedecomp.store.api import Store
+from spinedecomp.store.api import DatabaseReplaced, Store
 from spinedecomp.store.models import utcnow
 from spinedecomp.store.recovery import lock_path, spool_path, this_host
 from spinedecomp.store.repositories import SessionRecord, SessionStart
 from spinedecomp.store.telemetry_codec import AlarmAck, Finalization
 from spinedecomp.store.telemetry_writer import (
+    SessionLockError,
     StoreBackend,
     TelemetryWriter,
     WriterBackend,
@@ -71,9 +76,10 @@ class FinishReport:
     """Where a finished session's record stands."""
 
     session_id: int
-    stored: bool  # everything is in the database
+    stored: bool  # everything is in the database, committed (durable)
     spooled_bytes: int  # waiting in the spool (written on the next start)
     stats: WriterStats
+    problem: str | None = None  # why the record is not (all) stored, for the user
 
 
 class SessionRecorder:
@@ -114,12 +120,20 @@ class SessionRecorder:
                 host=this_host(), pid=os.getpid()), reason=reason)
         holder: list[SessionRecorder] = []
         writer = TelemetryWriter(backend or StoreBackend(store, actor), rec.id, rate_hz=spec.rate_hz,
-                                 settings=settings, spool_path=spool_path(settings, rec.id),
-                                 lock_path=lock_path(settings, rec.id),
+                                 settings=settings, spool_path=spool_path(settings, store.key, rec.id),
+                                 lock_path=lock_path(settings, store.key, rec.id),
                                  on_storage_full=lambda why: holder[0].storage_full(why))
         recorder = cls(store, rec, writer, actor)
         holder.append(recorder)
-        writer.start()
+        try:
+            writer.start()
+        except SessionLockError as exc:
+            # Nothing has moved: end the row the user would otherwise find "idle" for ever.
+            with store.unit(actor) as uow:
+                uow.sessions.finalize(rec.id, Finalization(
+                    end_state="aborted", abort_reason=f"not started: {exc}", summary=None,
+                    ended_at=utcnow(), actor=actor), reason="session not started")
+            raise
         log.info("session %d recording to %s (clinical record %.0f Hz, black box %.0f s / %.0f s)",
                  rec.id, store.display_url, writer.clinical_rate_hz, settings.blackbox_pre_s,
                  settings.blackbox_post_s)
@@ -213,9 +227,37 @@ class SessionRecorder:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
         spooled = self.writer.spool.size
-        self._finished = FinishReport(self.session_id, stored=spooled == 0 and stats.crashed is None,
-                                      spooled_bytes=spooled, stats=stats)
-        if spooled:
-            log.error("session %d: %d bytes of its record wait in %s; they are written when the "
-                      "database is back (next start)", self.session_id, spooled, self.writer.spool.path)
+        problem = self._problem(stats, spooled)
+        self._finished = FinishReport(self.session_id, stored=problem is None,
+                                      spooled_bytes=spooled, stats=stats, problem=problem)
+        if problem is not None:
+            log.error("session %d: record not stored: %s", self.session_id, problem)
         return self._finished
+
+    def _problem(self, stats: WriterStats, spooled: int) -> str | None:
+        """Why the record is not durable in the database, or None when it is."""
+        where = self.store.display_url
+        if stats.db_replaced:
+            return (f"{stats.fault}; what this session wrote went to the old file and is not in "
+                    f"{where}")
+        if self.writer.alive:
+            return "the telemetry writer did not finish: the end of the record may be missing"
+        if stats.crashed is not None:
+            why: str | None = f"the telemetry writer failed ({stats.crashed})"
+        elif spooled:
+            why = stats.fault or "the database was unavailable at the end"
+        else:
+            why = None
+        if why is not None:
+            if spooled:
+                return (f"{why}; what was committed before is in {where}, the rest ({spooled} "
+                        f"bytes) waits in {self.writer.spool.path} and is written on the next "
+                        "start once the database can be written")
+            return f"{why}: the record in {where} ends where it failed"
+        try:
+            # The last commit went to the file this store opened; make sure that file is still
+            # the one at the path, or "stored" would point at a record nobody can find.
+            self.store.check_file()
+        except DatabaseReplaced as exc:
+            return f"{exc}; the record is not in {where}"
+        return None

@@ -6,9 +6,15 @@
    unexpectedly", with a final event; their telemetry is compacted.
 
 "Gone" is decided without guessing where possible: a running writer holds an exclusive
-``flock`` on ``<data_dir>/run/session-<id>.lock`` (the kernel drops it when the process
+``flock`` on ``<data_dir>/run/<db>/session-<id>.lock`` (the kernel drops it when the process
 dies, however it dies). For a session from another host (PostgreSQL shared by several
 machines) only the heartbeat can tell: it is taken as dead once `stale_after_s` old.
+
+``<db>`` is the database's key (`database_key`): session ids are only unique within one
+database, so two databases sharing a data directory each have their own lock and spool
+files, and a spool is only ever written back into the database it came from. Spool files
+left at the old place, ``<data_dir>/spool/session-<id>.spool`` (before the key), are still
+written on start as they were then.
 """
 
 from __future__ import annotations
@@ -32,14 +38,20 @@ log = logging.getLogger(__name__)
 ACTOR = "system:recovery"
 
 
-def lock_path(settings: StoreSettings, session_id: int) -> Path:
-    """The lock file a running session's writer holds."""
+def lock_path(settings: StoreSettings, key: str, session_id: int) -> Path:
+    """The lock file a running session's writer holds (`key`: the database's `Store.key`)."""
+    return settings.data_dir / "run" / key / f"session-{session_id}.lock"
+
+
+def spool_path(settings: StoreSettings, key: str, session_id: int) -> Path:
+    """The spool file of a session's writer (`key`: the database's `Store.key`)."""
+    return settings.spool_dir / key / f"session-{session_id}.spool"
+
+
+def legacy_lock_path(settings: StoreSettings, session_id: int) -> Path:
+    """Where versions before the database key kept a session's lock file."""
     return settings.data_dir / "run" / f"session-{session_id}.lock"
 
-
-def spool_path(settings: StoreSettings, session_id: int) -> Path:
-    """The spool file of a session's writer."""
-    return settings.spool_dir / f"session-{session_id}.spool"
 
 
 def this_host() -> str:
@@ -73,10 +85,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def session_alive(rec: SessionRecord, settings: StoreSettings) -> bool:
-    """Is the process running this session still there?"""
+def session_alive(rec: SessionRecord, settings: StoreSettings, key: str) -> bool:
+    """Is the process running this session (of the database `key`) still there?"""
     if rec.host == this_host():
-        lock = lock_path(settings, rec.id)
+        lock = lock_path(settings, key, rec.id)
         if lock.exists():
             return lock_is_held(lock)
         # lock file elsewhere (another data dir): fall back on the pid and the heartbeat
@@ -119,31 +131,37 @@ def recover_sessions(store: Store) -> RecoveryReport:
     """Run the start-up recovery (see module docstring)."""
     report = RecoveryReport()
     settings = store.settings
-    if settings.spool_dir.is_dir():
-        for path in sorted(settings.spool_dir.glob("session-*.spool")):
+    spools: list[tuple[Path, int, Path]] = []  # spool, session id, its writer's lock
+    for folder, keyed in ((settings.spool_dir / store.key, True), (settings.spool_dir, False)):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("session-*.spool")):
             try:
                 sid = int(path.stem.split("-", 1)[1])
             except ValueError:
                 continue
-            if lock_is_held(lock_path(settings, sid)):
-                continue  # its writer is alive and will write it itself
-            try:
-                n = replay_spool(store, path)
-            except NotFound:
-                log.error("spool %s belongs to session %d, which is not in %s: kept", path, sid,
-                          store.display_url)
-                continue
-            except Exception as exc:
-                if is_unavailable(exc):
-                    raise
-                log.exception("spool %s could not be written: kept for a later attempt", path)
-                continue
-            report.replayed.append(sid)
-            log.warning("session %d: %d spooled telemetry batch(es) written after an outage", sid, n)
+            spools.append((path, sid, lock_path(settings, store.key, sid) if keyed
+                           else legacy_lock_path(settings, sid)))
+    for path, sid, lock in spools:
+        if lock_is_held(lock):
+            continue  # its writer is alive and will write it itself
+        try:
+            n = replay_spool(store, path)
+        except NotFound:
+            log.error("spool %s belongs to session %d, which is not in %s: kept", path, sid,
+                      store.display_url)
+            continue
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            log.exception("spool %s could not be written: kept for a later attempt", path)
+            continue
+        report.replayed.append(sid)
+        log.warning("session %d: %d spooled telemetry batch(es) written after an outage", sid, n)
     with store.unit(ACTOR) as uow:
         open_sessions = uow.sessions.open_sessions()
     for rec in open_sessions:
-        if session_alive(rec, settings):
+        if session_alive(rec, settings, store.key):
             report.skipped_alive.append(rec.id)
             continue
         with store.unit(ACTOR) as uow:
@@ -158,6 +176,5 @@ def recover_sessions(store: Store) -> RecoveryReport:
                 uow.telemetry.compact(rec.id, settings.chunk_s)
         except Exception:
             log.exception("session %d: telemetry compaction failed (data kept as written)", rec.id)
-        lock = lock_path(settings, rec.id)
-        lock.unlink(missing_ok=True)
+        lock_path(settings, store.key, rec.id).unlink(missing_ok=True)
     return report

@@ -21,6 +21,15 @@ the writer calls `on_storage_full` once (the recorder orders an operator-stop re
 the reason) and keeps the last 10% for the release; past 100% a batch cannot be kept and is
 counted as lost (the batch's events, alarms and the session's end are still kept). The writer
 also calls `on_storage_full` if it crashes.
+
+Storage fault: an error that says the database's storage itself failed (`storage_fault`: a
+SQLite file that cannot be written, is read-only, full, corrupt, or was deleted or replaced)
+is not an outage to sit out: the writer calls `on_storage_full` at once, so the table is
+released, and keeps the record in the spool as for an outage, to be written when the file can
+be written again. A database file deleted or replaced is the exception: its batches are not
+spooled (on the next start the spool would be written into whatever database is at the path
+then, where this session id may be another patient's session); a spool the session already
+had is renamed ``*.spool.replaced``, kept for an investigation and never replayed.
 """
 
 from __future__ import annotations
@@ -44,8 +53,9 @@ import numpy as np
 import numpy.typing as npt
 
 from spinedecomp.session.model import Alarm, Event
-from spinedecomp.store.api import Store
+from spinedecomp.store.api import DatabaseReplaced, Store, storage_fault
 from spinedecomp.store.models import utcnow
+from spinedecomp.store.repositories import StoreError
 from spinedecomp.store.settings import StoreSettings
 from spinedecomp.store.telemetry_codec import (
     AlarmRow,
@@ -118,6 +128,44 @@ class Spool:
         self.path.unlink(missing_ok=True)
 
 
+class SessionLockError(StoreError):
+    """The session's lock file cannot be created or is held by another process."""
+
+
+def take_lock(path: Path, session_id: int) -> int:
+    """Create and flock a session's lock file (writing our pid into it); returns its open
+    descriptor. Raises `SessionLockError` with what went wrong, never a bare OSError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise SessionLockError(f"session {session_id}: cannot create its lock file {path} "
+                               f"({exc.strerror or exc})") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        try:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+        except OSError:
+            holder = ""
+        os.close(fd)
+        if isinstance(exc, BlockingIOError):
+            raise SessionLockError(
+                f"session {session_id}: its lock file {path} is held by another process"
+                + (f" (pid {holder})" if holder.isdigit() else "") + "; two writers for one "
+                "session would interleave its record") from exc
+        raise SessionLockError(f"session {session_id}: cannot lock {path} "
+                               f"({exc.strerror or exc})") from exc
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as exc:
+        os.close(fd)
+        raise SessionLockError(f"session {session_id}: cannot write its lock file {path} "
+                               f"({exc.strerror or exc})") from exc
+    return fd
+
+
 class WriterBackend(Protocol):
     """Where batches go (the store, or a test double that fails on purpose)."""
 
@@ -145,7 +193,9 @@ class WriterStats:
     batches_replayed: int = 0
     rows_lost: int = 0
     outages: int = 0
-    storage_full: bool = False
+    storage_full: bool = False  # a release was ordered (spool full, storage fault, writer failed)
+    fault: str | None = None  # the first storage fault (see module docstring)
+    db_replaced: bool = False  # the database file was deleted or replaced: record not kept
     crashed: str | None = None
     spool_left: bool = False
     write_s_max: float = 0.0
@@ -245,14 +295,10 @@ class TelemetryWriter:
 
     # ---- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
-        """Take the session's lock file (crash detection) and start the writer thread."""
+        """Take the session's lock file (crash detection) and start the writer thread.
+        Raises `SessionLockError` if the lock cannot be taken (nothing started then)."""
         if self.lock_path is not None:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            self._lock_fd = fd
+            self._lock_fd = take_lock(self.lock_path, self.session_id)
         self._thread.start()
 
     def close(self, final: Finalization | None = None, timeout_s: float = 60.0) -> WriterStats:
@@ -420,9 +466,15 @@ class TelemetryWriter:
         self._deliver(batch)
 
     def _deliver(self, batch: Batch) -> None:
+        if self.stats.db_replaced:
+            self._lose(batch)
+            return
         if self._down_since is not None:
             if batch.final is not None or time.monotonic() >= self._next_retry:
                 self._replay()
+            if self.stats.db_replaced:
+                self._lose(batch)
+                return
             if self._down_since is not None:
                 self._to_spool(batch)
                 return
@@ -430,6 +482,9 @@ class TelemetryWriter:
         try:
             self.backend.write(batch)
         except Exception as exc:
+            if self._fault(exc):
+                self._lose(batch)
+                return
             self._outage(exc)
             self._to_spool(batch)
             return
@@ -438,13 +493,49 @@ class TelemetryWriter:
         self.stats.write_s_total += dt
         self.stats.write_s_max = max(self.stats.write_s_max, dt)
 
+    def _fault(self, exc: Exception) -> bool:
+        """Act on a storage fault (order the release, once); True if the database file was
+        deleted or replaced (nothing more goes to it or to the spool)."""
+        if isinstance(exc, DatabaseReplaced):
+            self._replaced(str(exc))
+            return True
+        fault = storage_fault(exc)
+        if fault is not None and self.stats.fault is None:
+            self.stats.fault = f"the database cannot be written: {fault}"
+            self._signal_full(self.stats.fault)
+        return False
+
+    def _replaced(self, what: str) -> None:
+        if self.stats.db_replaced:
+            return
+        self.stats.db_replaced = True
+        self.stats.fault = what
+        self._down_since = None  # nothing to retry: the file this session wrote to is gone
+        if self.spool.size:
+            # Never replayed (see module docstring); kept for whoever investigates.
+            kept = self.spool.path.with_name(self.spool.path.name + ".replaced")
+            try:
+                self.spool.path.replace(kept)
+                log.error("session %d: its spool is kept as %s and not written back",
+                          self.session_id, kept)
+            except OSError:
+                log.exception("session %d: could not set its spool aside", self.session_id)
+        self._signal_full(f"{what}: the session's record cannot be kept")
+
+    def _lose(self, batch: Batch) -> None:
+        self.stats.rows_lost += batch.rows
+
     def _outage(self, exc: Exception) -> None:
         self.stats.outages += 1
         self._down_since = time.monotonic()
         self._next_retry = self._down_since + self.settings.retry_s
         msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        log.error("session %d: database unavailable (%s); the session goes on, telemetry is "
-                  "spooled to %s", self.session_id, msg, self.spool.path)
+        if self.stats.fault is None:
+            log.error("session %d: database unavailable (%s); the session goes on, telemetry "
+                      "is spooled to %s", self.session_id, msg, self.spool.path)
+        else:
+            log.error("session %d: %s; telemetry is spooled to %s", self.session_id,
+                      self.stats.fault, self.spool.path)
         t = float(self._last_row[0]) if self._last_row is not None else 0.0
         self._add_event(t, "storage", f"database unavailable ({msg}); telemetry spooled to "
                         f"{self.spool.path}")
@@ -457,6 +548,8 @@ class TelemetryWriter:
                 n += 1
         except Exception as exc:
             self._next_retry = time.monotonic() + self.settings.retry_s
+            if self._fault(exc):
+                return
             log.info("session %d: database still unavailable (%s)", self.session_id,
                      str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
             return
@@ -501,6 +594,9 @@ class TelemetryWriter:
                 log.exception("session %d: storage-full callback failed", self.session_id)
 
     def _finish(self) -> None:
+        if self.stats.db_replaced:
+            log.error("session %d: %s: its record is not stored", self.session_id, self.stats.fault)
+            return
         deadline = time.monotonic() + self.settings.close_retry_s
         while self._down_since is not None and time.monotonic() < deadline:
             self._next_retry = 0.0
@@ -528,12 +624,15 @@ class StoreBackend:
         self.actor = actor
 
     def write(self, batch: Batch) -> None:
-        """One transaction: the batch, and the session's end if it carries one."""
+        """One transaction: the batch, and the session's end if it carries one. Raises
+        `DatabaseReplaced` rather than write into a file that is no longer the database's."""
+        self.store.check_file()
         with self.store.unit(self.actor) as uow:
             if uow.telemetry.write_batch(batch) and batch.final is not None:
                 uow.sessions.finalize(batch.session_id, batch.final)
 
     def compact(self, session_id: int) -> None:
         """Merge segments into chunks of `chunk_s` seconds."""
+        self.store.check_file()
         with self.store.unit(self.actor) as uow:
             uow.telemetry.compact(session_id, self.store.settings.chunk_s)

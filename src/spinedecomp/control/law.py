@@ -124,7 +124,19 @@ def _estimate_stiffness(c: F64, cp: F64) -> None:
     dx = c[C_XFILT] - c[C_EST_X]
     df = c[C_FILT] - c[C_EST_F]
     engaged = c[C_CONTACT] > 0.5 and c[C_FILT] > cp[CP_CONTACT_N]
-    if engaged and abs(df) >= cp[CP_EST_DF] and df * dx > 0.0:
+    # A window also closes when the cable has pulled far enough for the estimate to predict a
+    # clear rise, the force stayed well short of it, and the loop is pulling because force is
+    # clearly below the set-point (a ramp, not a hold's creep): the patient is softer than
+    # estimated. Without this a soft patient behind a noisy cell (force rising slower than the
+    # noise threshold within a window) would keep the initial, stiff estimate and be ramped
+    # at a crawl.
+    softer = (dx > 0.0 and c[C_KEST] * dx >= 2.0 * cp[CP_EST_DF]
+              and df < 0.5 * c[C_KEST] * dx
+              and c[C_TARGET] - c[C_FILT] > 2.0 * cp[CP_EST_DF])
+    clear = abs(df) >= cp[CP_EST_DF] and df * dx > 0.0
+    if engaged and (clear or softer):
+        if not clear:
+            df = max(df, 0.0)  # a fall while pulling is creep or friction, not stiffness
         p = min(c[C_P] / cp[CP_RLS_LAMBDA], cp[CP_RLS_PMAX])
         gain = p * dx / (cp[CP_RLS_R] + dx * dx * p)
         k = c[C_KEST] + gain * (df - c[C_KEST] * dx)

@@ -35,6 +35,10 @@ OVERSHOOT_WINDOW_S = 5.0
 GUARD_LEVEL = 0.3  # plant guarding activation that counts as an episode the plant produced
 QUIET_GUARD = 0.1  # plant guarding activation below which a ramp top counts as quiet
 CLAMP_TOL_REL = 0.01  # documented tolerance over the clamp (noise at the clamp)
+# A patient's guarding is a documented transient (docs/control.md, "Muscle guarding"): the
+# muscles pull against the cable and the controller deliberately pays out, so accuracy is
+# judged outside it, from the first sign of guarding until 2 s after it has subsided.
+SURGE_AFTER_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,14 @@ class CaseResult:
     end_state: str
     alarms: list[str]
     abort_reason: str | None
-    hold_rms_pct: float | None  # vs calibrated true force
+    hold_rms_pct: float | None  # vs calibrated true force, outside patient guarding
+    hold_rms_all_pct: float | None  # the same over every hold sample, guarding included
     hold_rms_raw_pct: float | None  # vs raw true force
     overshoot_pct: float | None
     overshoot_quiet_pct: float | None  # ramp tops where the patient was not guarding
-    above_clamp_n: float  # worst calibrated true force above clamp + tolerance (0 = never)
+    above_clamp_n: float  # worst calibrated true force above clamp + tolerance (0 = never),
+    # outside patient guarding
+    above_clamp_surge_n: float  # the same during a patient's guarding surge
     guard_detected: int
     guard_produced: int
     guard_matched: int  # plant episodes overlapped by a detected episode
@@ -86,6 +93,14 @@ def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
         return []
     d = np.diff(mask.astype(np.int8), prepend=0, append=0)
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+def _dilate(mask: npt.NDArray[np.bool_], after: int) -> npt.NDArray[np.bool_]:
+    """`mask`, each run extended by `after` samples past its end."""
+    out = mask.copy()
+    for _, b in _runs(mask):
+        out[b:b + after] = True
+    return out
 
 
 def _protocol(case: Case) -> Protocol:
@@ -142,13 +157,18 @@ def run_case(case: Case) -> CaseResult:
     over_quiet: float | None = None
     guard = tel[:, COL["guarding"]]
     win = int(OVERSHOOT_WINDOW_S * case.rate_hz)
+    surge = _dilate(guard > QUIET_GUARD, int(SURGE_AFTER_S * case.rate_hz))
+    errs_all: list[F64] = []
     dist = tel[:, COL["distraction_mm"]]
     hold_dist: list[float] = []
     for a, b in _runs(phase == Phase.HOLD):
         if b - a > settle + 1:
-            errs.append(cal[a + settle:b] - tgt[a + settle:b])
-            errs_raw.append(true[a + settle:b] - tgt[a + settle:b])
-            tgs.append(tgt[a + settle:b])
+            sl = slice(a + settle, b)
+            quiet = ~surge[sl]
+            errs_all.append(cal[sl] - tgt[sl])
+            errs.append((cal[sl] - tgt[sl])[quiet])
+            errs_raw.append((true[sl] - tgt[sl])[quiet])
+            tgs.append(tgt[sl])
             hold_dist.append(float(np.mean(dist[a:b])))
         end = min(b, a + win)
         pk = float(np.max(tgt[max(0, a - 1):end]))
@@ -159,14 +179,16 @@ def run_case(case: Case) -> CaseResult:
                 over_quiet = ov if over_quiet is None else max(over_quiet, ov)
 
     def rms(parts: list[F64]) -> float | None:
-        if not parts:
+        e = np.concatenate(parts) if parts else np.zeros(0)
+        if e.size == 0:
             return None
-        e = np.concatenate(parts)
         return float(np.sqrt(np.mean(e * e)) / np.mean(np.concatenate(tgs)) * 100.0)
 
     clamp = res.clamp_n
     excess = cal - clamp * (1.0 + CLAMP_TOL_REL)
-    above = float(max(0.0, np.max(excess))) if excess.size else 0.0
+
+    def worst(x: F64) -> float:
+        return float(max(0.0, np.max(x))) if x.size else 0.0
     produced = _runs(guard > GUARD_LEVEL)
     t = tel[:, COL["t"]]
     detected = [(e.t, e.t + e.duration_s) for e in res.guarding]
@@ -178,10 +200,11 @@ def run_case(case: Case) -> CaseResult:
     slack_ev = [e for e in res.events if e.kind == "slack"]
     return CaseResult(
         case=case, end_state=res.end_state.value, alarms=[a.kind for a in res.alarms],
-        abort_reason=res.abort_reason, hold_rms_pct=rms(errs), hold_rms_raw_pct=rms(errs_raw),
+        abort_reason=res.abort_reason, hold_rms_pct=rms(errs), hold_rms_all_pct=rms(errs_all),
+        hold_rms_raw_pct=rms(errs_raw),
         overshoot_pct=None if over is None else max(0.0, over),
         overshoot_quiet_pct=None if over_quiet is None else max(0.0, over_quiet),
-        above_clamp_n=above,
+        above_clamp_n=worst(excess[~surge]), above_clamp_surge_n=worst(excess[surge]),
         guard_detected=len(res.guarding), guard_produced=len(produced), guard_matched=matched,
         peak_distraction_mm=float(np.nanmax(dist)) if dist.size else 0.0,
         mean_hold_distraction_mm=float(np.mean(hold_dist)) if hold_dist else None,

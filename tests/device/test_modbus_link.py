@@ -52,6 +52,14 @@ def test_connect_reads_identity_and_implements_the_table_protocol(served: Served
         assert info.simulated and info.firmware.startswith("served-sim")
         assert info.force_limit_n == pytest.approx(980.67, abs=0.01)
         assert info.angle_max_deg == pytest.approx(35.0)
+        # The served simulator declares its drive over the wire as the in-process one does.
+        declared = served.table.sim.info.dynamics
+        assert declared is not None and info.dynamics is not None
+        assert info.dynamics.motor_lag_s == pytest.approx(declared.motor_lag_s, abs=1e-4)
+        assert info.dynamics.transport_delay_s == pytest.approx(declared.transport_delay_s,
+                                                                abs=1e-4)
+        assert info.dynamics.stiffness_max_n_per_mm == pytest.approx(
+            declared.stiffness_max_n_per_mm, abs=0.01)
         fr = table.read()
         assert fr.comm_ok and not fr.motor_enabled
         assert fr.angle_deg == pytest.approx(SERVED_ANGLE_DEG)

@@ -75,7 +75,7 @@ def test_simulate_json_summary_and_files(tmp_path: Path) -> None:
 def test_simulate_with_a_fault_reports_the_alarm() -> None:
     r = runner.invoke(app, ["session", "simulate", "-p", "cervical-intermittent", "-w", "70", "--json",
                             "--fault", "20:patient-switch", "--no-store"])
-    assert r.exit_code == 0, r.stderr
+    assert r.exit_code == 3, r.stderr  # aborted (docs/control.md, Exit codes)
     s = json.loads(r.stdout)
     assert s["end_state"] == "aborted"
     assert s["alarms"][0]["kind"] == "patient-switch" and s["alarms"][0]["priority"] == "high"
@@ -113,6 +113,7 @@ def test_sigterm_during_a_real_time_session_releases(tmp_path: Path) -> None:
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     out, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 3  # aborted by the signal
     s = json.loads(out)
     assert s["end_state"] == "aborted"
     assert s["alarms"][0]["kind"] == "software-fault"

@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 
 session_app = typer.Typer(help="Treatment sessions.", no_args_is_help=True)
 
+# Exit codes of `session simulate` (docs/control.md, "Exit codes"), so scripts and CI can tell
+# a completed session from one that was aborted or never started. 1 is left to Python (an
+# unexpected error with a traceback) and 2 is what click uses for usage errors, which invalid
+# values given to the options are too.
+EXIT_COMPLETED = 0
+EXIT_INVALID = 2  # not started: invalid input, or table or database unreachable
+EXIT_ABORTED = 3  # the session started and ended aborted (alarm, stop switch, signal)
+EXIT_REFUSED = 4  # set-up refused to start (patient switch, load cells): no force applied
+
 
 @dataclass
 class Outputs:
@@ -159,7 +168,14 @@ def simulate(
     store_it: bool = typer.Option(True, "--store/--no-store",
                                   help="Record the session in the clinic database."),
 ) -> None:
-    """Run a protocol closed-loop and show what happened."""
+    """Run a protocol closed-loop and show what happened.
+
+    Exit codes (the --json summary is printed for 0 and 3):
+    0  completed
+    2  not started: invalid input, or table or database unreachable
+    3  aborted (alarm, patient or operator stop, signal): the table was released
+    4  refused at set-up (patient switch, load cells): no force applied
+    """
     if fmt not in ("csv", "parquet"):
         fail(f"--format must be csv or parquet, got '{fmt}'")
     if patient is not None and not store_it:
@@ -184,14 +200,14 @@ def simulate(
                            faults=[parse_fault(f) for f in fault])
         engine = build_engine(spec)
     except SpinedecompError as exc:
-        fail(str(exc))
+        fail(str(exc), code=EXIT_INVALID)
     recorder = start_recording(engine, spec, patient) if store_it else None
     try:
         engine.setup(confirm_high_force=confirm)
     except SpinedecompError as exc:
         if recorder is not None:
             recorder.finish(engine.result())
-        fail(str(exc))
+        fail(str(exc), code=EXIT_REFUSED)
     try:
         run_with_progress(engine, quiet=as_json)
     except (KeyboardInterrupt, SessionInterrupted):
@@ -207,8 +223,10 @@ def simulate(
         if outputs.plot:
             out.print(f"  report: {outputs.plot}  telemetry: {outputs.telemetry}  "
                       f"summary: {outputs.summary}")
-    if summary.end_state != "completed" and not as_json:
-        raise SystemExit(1)
+    if summary.end_state != "completed":
+        # Any end but completed is an abort (the engine ends only completed or aborted); the
+        # JSON summary above says why, the exit code lets a script see it without parsing.
+        raise SystemExit(EXIT_ABORTED)
 
 
 def start_recording(engine: SessionEngine, spec: SessionSpec, patient: str | None,

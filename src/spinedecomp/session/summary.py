@@ -2,6 +2,15 @@
 
 Accuracy metrics use the simulator's true cable force where it is known (what the patient
 feels), otherwise the mean of the two load cells.
+
+Only valid samples count (docs/control.md, "Summary"). A force reading is valid when it is
+finite and within `PLAUSIBLE_FORCE_FACTOR` times the region's absolute device limit either
+way: NaN (a cell the driver marked invalid: Modbus decodes the sentinel 0x8000_0000 to NaN) and
+absurd values (the sentinel taken as a number, +/-21,474,836 N, a saturated register) are
+excluded. On a real table a sample with one invalid cell uses the other; a sample with no valid
+reading is left out of the peak force, the hold RMS error and the overshoot, and counted in
+`invalid_samples`. Real over-forces (a spasm at 1.5x the device limit) are far inside the range
+and always reported.
 """
 
 from __future__ import annotations
@@ -14,12 +23,18 @@ from pydantic import BaseModel
 
 from spinedecomp.control.protocol import ResolvedProtocol
 from spinedecomp.control.trajectory import Phase
+from spinedecomp.core.units import Region, limits_for
 from spinedecomp.session.engine import SessionResult
 from spinedecomp.session.telemetry import COL
 
 F64 = npt.NDArray[np.float64]
 SETTLE_S = 1.0  # hold samples right after a ramp top are settling, not holding
 OVERSHOOT_WINDOW_S = 5.0
+# A force reading beyond 10x the device's absolute limit (9.8 kN lumbar, 2.7 kN cervical) is
+# no force a table and a body produce: the worst real transient seen in the fault campaign is
+# about 1.5x. Above it a reading is an encoding artefact (the Modbus sentinel 0x8000_0000 read
+# as a number is 21,474,836 N) and would swamp every statistic it enters.
+PLAUSIBLE_FORCE_FACTOR = 10.0
 
 
 class EventOut(BaseModel):
@@ -84,16 +99,41 @@ class SessionSummary(BaseModel):
     final_force_n: float | None
     motor_disabled: bool
     samples: int
+    # Samples whose force reading was not valid (NaN or beyond the plausible range) and so were
+    # left out of peak_force_n, hold_rms_error_pct and max_overshoot_pct.
+    invalid_samples: int = 0
     guarding_episodes: int = 0
     guarding: list[GuardingOut] = []
 
 
-def force_column(tel: F64) -> F64:
-    """True force where known, else the mean of the load cells."""
+def plausible_force_n(region: Region) -> float:
+    """The largest force magnitude (N) a valid reading may have in this region."""
+    return PLAUSIBLE_FORCE_FACTOR * limits_for(region).force.absolute.hi
+
+
+def _valid(x: F64, bound: float) -> npt.NDArray[np.bool_]:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(x) & (np.abs(x) <= bound)
+
+
+def force_column(tel: F64, bound: float = math.inf) -> F64:
+    """Force per sample: the true force where the simulator knows it, else the mean of the
+    load cells, NaN where no reading is valid (finite and at most `bound` N either way).
+
+    On a real table a sample with one valid cell takes that cell: one cell reading the sentinel
+    must not make the sample the mean of a force and 21 million newtons."""
     true = tel[:, COL["force_true_n"]]
-    if tel.shape[0] and not np.all(np.isnan(true)):
-        return true
-    return 0.5 * (tel[:, COL["force_a_n"]] + tel[:, COL["force_b_n"]])
+    ok_true = _valid(true, bound)
+    # A simulator reports the truth; a real table NaN throughout (then a stray value there is
+    # no reason to distrust both cells).
+    if np.any(ok_true):
+        return np.where(ok_true, true, np.nan)
+    a = tel[:, COL["force_a_n"]]
+    b = tel[:, COL["force_b_n"]]
+    ok_a = _valid(a, bound)
+    ok_b = _valid(b, bound)
+    both = np.where(ok_a & ok_b, 0.5 * (a + b), np.nan)
+    return np.where(ok_a & ~ok_b, a, np.where(ok_b & ~ok_a, b, both))
 
 
 def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -106,49 +146,64 @@ def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def hold_rms_error_pct(tel: F64, rate_hz: float) -> float | None:
-    """RMS of (force - target) over hold phases after settling, as % of the mean target."""
+def hold_rms_error_pct(tel: F64, rate_hz: float, bound: float = math.inf) -> float | None:
+    """RMS of (force - target) over hold phases after settling, as % of the mean target;
+    over valid samples only (`force_column`)."""
     phase = tel[:, COL["phase"]]
-    f = force_column(tel)
+    f = force_column(tel, bound)
     tgt = tel[:, COL["target_n"]]
     settle = int(SETTLE_S * rate_hz)
     err: list[F64] = []
     tg: list[F64] = []
     for a, b in _runs(phase == Phase.HOLD):
         if b - a > settle + 1:
-            err.append(f[a + settle:b] - tgt[a + settle:b])
-            tg.append(tgt[a + settle:b])
+            fa, ta = f[a + settle:b], tgt[a + settle:b]
+            ok = np.isfinite(fa) & np.isfinite(ta)
+            err.append(fa[ok] - ta[ok])
+            tg.append(ta[ok])
     if not err:
         return None
     e = np.concatenate(err)
-    return float(np.sqrt(np.mean(e * e)) / np.mean(np.concatenate(tg)) * 100.0)
+    t = np.concatenate(tg)
+    if e.size == 0 or np.mean(t) <= 0.0:
+        return None
+    return float(np.sqrt(np.mean(e * e)) / np.mean(t) * 100.0)
 
 
-def max_overshoot_pct(tel: F64, rate_hz: float) -> float | None:
-    """Largest overshoot above the peak set-point in the seconds after each ramp top."""
+def max_overshoot_pct(tel: F64, rate_hz: float, bound: float = math.inf) -> float | None:
+    """Largest overshoot above the peak set-point in the seconds after each ramp top; over
+    valid samples only (`force_column`)."""
     phase = tel[:, COL["phase"]]
-    f = force_column(tel)
+    f = force_column(tel, bound)
     tgt = tel[:, COL["target_n"]]
     win = int(OVERSHOOT_WINDOW_S * rate_hz)
     worst: float | None = None
     for a, b in _runs(phase == Phase.HOLD):
         end = min(b, a + win)
-        if end <= a:
+        window = f[a:end]
+        if end <= a or not np.any(np.isfinite(window)):
             continue
         peak_t = float(np.max(tgt[max(0, a - 1):end]))
         if peak_t <= 0:
             continue
-        ov = (float(np.max(f[a:end])) - peak_t) / peak_t * 100.0
+        ov = (float(np.nanmax(window)) - peak_t) / peak_t * 100.0
         worst = ov if worst is None else max(worst, ov)
     return None if worst is None else max(0.0, worst)
 
 
 def summarize(result: SessionResult, resolved: ResolvedProtocol) -> SessionSummary:
-    """Summary numbers of a finished session."""
+    """Summary numbers of a finished session, over its valid samples (module docstring):
+    `peak_force_n` is 0 and `final_force_n` None when no (last) force reading is valid, and
+    `invalid_samples` counts the samples left out."""
     tel = result.telemetry
-    f = force_column(tel) if tel.shape[0] else np.zeros(0)
+    bound = plausible_force_n(resolved.region)
+    f = force_column(tel, bound) if tel.shape[0] else np.zeros(0)
+    valid_f = np.isfinite(f)
     dist = tel[:, COL["distraction_mm"]] if tel.shape[0] else np.zeros(0)
-    peak_dist = float(np.nanmax(dist)) if dist.size and not np.all(np.isnan(dist)) else None
+    # Distraction comes from the simulator's model; the same plausibility applies (no spine
+    # distracts by more than the cable can travel).
+    dist = dist[_valid(dist, limits_for(resolved.region).travel.absolute.hi)]
+    peak_dist = float(np.max(dist)) if dist.size else None
     cycles = int(np.nanmax(tel[:, COL["cycle"]])) + 1 if tel.shape[0] else 0
 
     def fin(x: float | None) -> float | None:
@@ -165,9 +220,9 @@ def summarize(result: SessionResult, resolved: ResolvedProtocol) -> SessionSumma
         speedup=round(result.simulated_s / result.wall_s, 1) if result.wall_s > 0 else 0.0,
         cap_n=round(result.clamp_n, 2),
         max_force_n=round(resolved.max_force_n, 2),
-        peak_force_n=round(float(np.nanmax(f)), 2) if f.size else 0.0,
-        hold_rms_error_pct=fin(hold_rms_error_pct(tel, result.rate_hz)),
-        max_overshoot_pct=fin(max_overshoot_pct(tel, result.rate_hz)),
+        peak_force_n=round(float(np.max(f[valid_f])), 2) if np.any(valid_f) else 0.0,
+        hold_rms_error_pct=fin(hold_rms_error_pct(tel, result.rate_hz, bound)),
+        max_overshoot_pct=fin(max_overshoot_pct(tel, result.rate_hz, bound)),
         peak_distraction_mm=fin(peak_dist),
         cycles=cycles,
         end_state=result.end_state.value,
@@ -183,6 +238,7 @@ def summarize(result: SessionResult, resolved: ResolvedProtocol) -> SessionSumma
         final_force_n=fin(float(f[-1])) if f.size else None,
         motor_disabled=result.motor_off,
         samples=int(tel.shape[0]),
+        invalid_samples=int(np.count_nonzero(~valid_f)),
         guarding_episodes=len(result.guarding),
         guarding=[GuardingOut(t=g.t, duration_s=g.duration_s, peak_excess_n=g.peak_excess_n,
                               payout_mm=g.payout_mm, next_ramp_s=g.ramp_s)

@@ -37,7 +37,10 @@ QUIET_GUARD = 0.1  # plant guarding activation below which a ramp top counts as 
 CLAMP_TOL_REL = 0.01  # documented tolerance over the clamp (noise at the clamp)
 # A patient's guarding is a documented transient (docs/control.md, "Muscle guarding"): the
 # muscles pull against the cable and the controller deliberately pays out, so accuracy is
-# judged outside it, from the first sign of guarding until 2 s after it has subsided.
+# judged outside it: from 0.1 s before the plant's guarding activation exceeds QUIET_GUARD
+# (a reflex raises force within tens of ms, before the activation crosses it) until 2 s after
+# it has subsided.
+SURGE_BEFORE_S = 0.1
 SURGE_AFTER_S = 2.0
 
 
@@ -95,11 +98,11 @@ def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
-def _dilate(mask: npt.NDArray[np.bool_], after: int) -> npt.NDArray[np.bool_]:
-    """`mask`, each run extended by `after` samples past its end."""
+def _dilate(mask: npt.NDArray[np.bool_], before: int, after: int) -> npt.NDArray[np.bool_]:
+    """`mask`, each run extended by `before` samples ahead of it and `after` past its end."""
     out = mask.copy()
-    for _, b in _runs(mask):
-        out[b:b + after] = True
+    for a, b in _runs(mask):
+        out[max(0, a - before):b + after] = True
     return out
 
 
@@ -157,7 +160,8 @@ def run_case(case: Case) -> CaseResult:
     over_quiet: float | None = None
     guard = tel[:, COL["guarding"]]
     win = int(OVERSHOOT_WINDOW_S * case.rate_hz)
-    surge = _dilate(guard > QUIET_GUARD, int(SURGE_AFTER_S * case.rate_hz))
+    surge = _dilate(guard > QUIET_GUARD, int(SURGE_BEFORE_S * case.rate_hz),
+                    int(SURGE_AFTER_S * case.rate_hz))
     errs_all: list[F64] = []
     dist = tel[:, COL["distraction_mm"]]
     hold_dist: list[float] = []

@@ -314,3 +314,20 @@ def test_python_device_from_the_cli() -> None:
     s = json.loads(out.stdout)
     assert s["end_state"] == "completed" and s["rate_hz"] == 100.0
     assert math.isfinite(s["peak_force_n"]) and s["peak_force_n"] > 100.0
+
+
+def test_one_nan_sample_does_not_make_the_cell_look_frozen_later() -> None:
+    # A single NaN from cell A (a driver decoding the sentinel) used to become the frozen
+    # check's reference: nothing is ever "more than 1 N" from NaN, so the first release after
+    # it tripped sensor-frozen on a healthy cell.
+    sys.path.insert(0, str(ROOT))
+    from tests.session.sentinel_table import SentinelTable
+
+    proto = resolve(get_protocol("lumbar-static"), 80.0)
+    table = SentinelTable("a-nan", 60.0, 1)
+    eng = SessionEngine(table, proto, rate_hz=100.0, clock=SimClock(0.01))
+    eng.schedule(90.0, Command(kind="stop", reason="test: shortened"))
+    eng.setup(confirm_high_force=True)
+    res = eng.run()
+    assert res.end_state.value == "completed" and not res.alarms, [a.kind for a in res.alarms]
+    assert np.isnan(res.telemetry[:, COL["force_a_n"]]).sum() == 1  # the NaN did happen

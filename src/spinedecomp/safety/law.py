@@ -303,7 +303,10 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     # Frozen: a loaded cell that does not follow cable motion. While the link is down a
     # driver repeats its last readings: that is the link alarm's, so only fresh samples count.
     link_up = comm_ok > 0.5
-    if f > zp[ZP_FROZEN_MIN_F] and link_up and in_a and in_b:
+    # References taken while a cell read NaN are no references: take fresh ones.
+    refs_ok = math.isfinite(z[Z_FRZ_FA]) and math.isfinite(z[Z_FRZ_FB]) and \
+        math.isfinite(z[Z_FRZ_OA]) and math.isfinite(z[Z_FRZ_OB])
+    if f > zp[ZP_FROZEN_MIN_F] and link_up and in_a and in_b and refs_ok:
         if abs(raw_a - z[Z_FRZ_FA]) > zp[ZP_FROZEN_DF]:
             z[Z_FRZ_FA] = raw_a
             z[Z_FRZ_XA] = x

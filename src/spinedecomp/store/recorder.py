@@ -120,7 +120,7 @@ class SessionRecorder:
                 host=this_host(), pid=os.getpid()), reason=reason)
         holder: list[SessionRecorder] = []
         writer = TelemetryWriter(backend or StoreBackend(store, actor), rec.id, rate_hz=spec.rate_hz,
-                                 settings=settings, spool_path=spool_path(settings, store.key, rec.id),
+                                 settings=settings, spool_path=spool_path(settings, store.key, rec),
                                  lock_path=lock_path(settings, store.key, rec.id),
                                  on_storage_full=lambda why: holder[0].storage_full(why))
         recorder = cls(store, rec, writer, actor)
@@ -234,6 +234,18 @@ class SessionRecorder:
             log.error("session %d: record not stored: %s", self.session_id, problem)
         return self._finished
 
+    def _held(self) -> str:
+        """What the database still holds of this session after a storage fault: read back,
+        not assumed (a file emptied or corrupted holds nothing)."""
+        try:
+            with self.store.unit(self.actor) as uow:
+                rec = uow.sessions.get(self.session_id)
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return (f"{self.store.display_url} cannot be read either ({first}): what it held of "
+                    "this session may be lost")
+        return f"{self.store.display_url} holds its record up to t={rec.last_t or 0.0:.2f} s"
+
     def _problem(self, stats: WriterStats, spooled: int) -> str | None:
         """Why the record is not durable in the database, or None when it is."""
         where = self.store.display_url
@@ -250,9 +262,11 @@ class SessionRecorder:
             why = None
         if why is not None:
             if spooled:
-                return (f"{why}; what was committed before is in {where}, the rest ({spooled} "
-                        f"bytes) waits in {self.writer.spool.path} and is written on the next "
-                        "start once the database can be written")
+                held = (self._held() if stats.fault is not None
+                        else f"what was committed before is in {where}")
+                return (f"{why}; {held}; the rest ({spooled} bytes) waits in "
+                        f"{self.writer.spool.path} and is written on the next start once the "
+                        "database can be written")
             return f"{why}: the record in {where} ends where it failed"
         try:
             # The last commit went to the file this store opened; make sure that file is still

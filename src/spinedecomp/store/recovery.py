@@ -12,9 +12,13 @@ machines) only the heartbeat can tell: it is taken as dead once `stale_after_s` 
 
 ``<db>`` is the database's key (`database_key`): session ids are only unique within one
 database, so two databases sharing a data directory each have their own lock and spool
-files, and a spool is only ever written back into the database it came from. Spool files
-left at the old place, ``<data_dir>/spool/session-<id>.spool`` (before the key), are still
-written on start as they were then.
+files. A spool file is named after its session's id *and* creation time
+(``spool/<db>/session-<id>-<created_at in µs>.spool``) and is only written back into the
+session row created at that time: a database file deleted or replaced at the same path
+starts its ids again, and its session 1 is another patient's session. A spool whose row
+does not match is set aside as ``*.spool.orphaned``, never written. Spool files left at the
+old place, ``<data_dir>/spool/session-<id>.spool`` (before the key), are still written on
+start as they were then.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from spinedecomp.store.api import Store, is_unavailable
@@ -43,9 +48,18 @@ def lock_path(settings: StoreSettings, key: str, session_id: int) -> Path:
     return settings.data_dir / "run" / key / f"session-{session_id}.lock"
 
 
-def spool_path(settings: StoreSettings, key: str, session_id: int) -> Path:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SPOOL_NAME = re.compile(r"session-(\d+)(?:-(\d+))?\.spool")
+
+
+def _stamp(at: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def spool_path(settings: StoreSettings, key: str, session: SessionRecord) -> Path:
     """The spool file of a session's writer (`key`: the database's `Store.key`)."""
-    return settings.spool_dir / key / f"session-{session_id}.spool"
+    return settings.spool_dir / key / f"session-{session.id}-{_stamp(session.created_at)}.spool"
 
 
 def legacy_lock_path(settings: StoreSettings, session_id: int) -> Path:
@@ -127,25 +141,46 @@ def replay_spool(store: Store, path: Path, actor: str = ACTOR) -> int:
     return applied
 
 
+def _same_session(store: Store, path: Path, sid: int, stamp: int) -> bool:
+    """Is session `sid` of this database the one the spool was written for? If not, the
+    spool is set aside (``.orphaned``) and False returned. Raises NotFound if there is no
+    such session."""
+    with store.unit(ACTOR) as uow:
+        rec = uow.sessions.get(sid)
+    if _stamp(rec.created_at) == stamp:
+        return True
+    kept = path.with_name(path.name + ".orphaned")
+    path.replace(kept)
+    log.error("spool %s was written for a session %d created at %s, but session %d of %s was "
+              "created at %s (the database file was replaced?): not written, kept as %s", path,
+              sid, (_EPOCH + timedelta(microseconds=stamp)).isoformat(), sid, store.display_url,
+              rec.created_at.isoformat(), kept)
+    return False
+
+
 def recover_sessions(store: Store) -> RecoveryReport:
     """Run the start-up recovery (see module docstring)."""
     report = RecoveryReport()
     settings = store.settings
-    spools: list[tuple[Path, int, Path]] = []  # spool, session id, its writer's lock
+    # spool, session id, creation stamp (None: an old unkeyed spool), its writer's lock
+    spools: list[tuple[Path, int, int | None, Path]] = []
     for folder, keyed in ((settings.spool_dir / store.key, True), (settings.spool_dir, False)):
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("session-*.spool")):
-            try:
-                sid = int(path.stem.split("-", 1)[1])
-            except ValueError:
+            m = _SPOOL_NAME.fullmatch(path.name)
+            if m is None or keyed != (m.group(2) is not None):
                 continue
-            spools.append((path, sid, lock_path(settings, store.key, sid) if keyed
+            sid = int(m.group(1))
+            spools.append((path, sid, None if m.group(2) is None else int(m.group(2)),
+                           lock_path(settings, store.key, sid) if keyed
                            else legacy_lock_path(settings, sid)))
-    for path, sid, lock in spools:
+    for path, sid, stamp, lock in spools:
         if lock_is_held(lock):
             continue  # its writer is alive and will write it itself
         try:
+            if stamp is not None and not _same_session(store, path, sid, stamp):
+                continue
             n = replay_spool(store, path)
         except NotFound:
             log.error("spool %s belongs to session %d, which is not in %s: kept", path, sid,

@@ -98,13 +98,12 @@ def demo(
               f"{spec.rate_hz:g} Hz control")
     run_with_progress(engine, quiet=False)
     summary = summarize(engine.result(), engine.resolved)
-    if recorder is not None:
-        finish_recording(recorder, engine, summary)
+    stored = finish_recording(recorder, engine, summary) if recorder is not None else False
     outputs = write_outputs(summary, engine, out_dir, "parquet")
     print_summary(summary)
     out.print(f"\n[bold]Report[/]: {outputs.plot}\n  telemetry {outputs.telemetry}\n"
               f"  summary {outputs.summary}")
-    if records is not None and recorder is not None:
+    if records is not None and recorder is not None and stored:
         out.print(f"[bold]Stored[/] in {recorder.store.display_url}: patient {records.patient_code}"
                   + (f" (screening: {records.decision}, plan {records.plan_id})"
                      if records.plan_id else "")

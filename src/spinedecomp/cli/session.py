@@ -213,8 +213,7 @@ def simulate(
     except (KeyboardInterrupt, SessionInterrupted):
         err.print("[yellow]interrupted: the table was released[/]")
     summary = summarize(engine.result(), engine.resolved)
-    if recorder is not None:
-        finish_recording(recorder, engine, summary)
+    stored = finish_recording(recorder, engine, summary) if recorder is not None else True
     outputs = write_outputs(summary, engine, out_dir, fmt)
     if as_json:
         print_json(summary)
@@ -227,6 +226,8 @@ def simulate(
         # Any end but completed is an abort (the engine ends only completed or aborted); the
         # JSON summary above says why, the exit code lets a script see it without parsing.
         raise SystemExit(EXIT_ABORTED)
+    if not stored:
+        raise SystemExit(EXIT_NOT_STORED)
 
 
 def start_recording(engine: SessionEngine, spec: SessionSpec, patient: str | None,
@@ -255,17 +256,24 @@ def start_recording(engine: SessionEngine, spec: SessionSpec, patient: str | Non
     return recorder
 
 
+# A session whose record is not (all) in the database (docs/store.md, "Storage faults"): an
+# aborted session still exits with its own code, this one tells a completed session apart.
+EXIT_NOT_STORED = 5
+
+
 def finish_recording(recorder: SessionRecorder, engine: SessionEngine,
-                     summary: SessionSummary) -> None:
-    """Write the end of the session and say where it is."""
+                     summary: SessionSummary) -> bool:
+    """Write the end of the session and say where it is: "stored" only when the whole record
+    is committed to the database file at its path. Returns whether it is."""
     report = recorder.finish(engine.result(), summary)
     recorder.store.close()
     if report.stored:
         err.print(f"stored as session {report.session_id} in {recorder.store.display_url}")
     else:
-        err.print(f"[yellow]session {report.session_id}: the database was unavailable at the end; "
-                  f"{report.spooled_bytes} bytes wait in the local spool and are written on the "
-                  "next start[/]")
+        released = " The store ordered the table's release." if report.stats.storage_full else ""
+        err.print(f"[bold red]session {report.session_id} NOT stored:[/] [red]{report.problem}."
+                  f"{released}[/]")
+    return report.stored
 
 
 def register(app: typer.Typer) -> None:

@@ -253,8 +253,11 @@ def control_process_main(cfg: ChildConfig, commands: Any, out: Any) -> None:
         result = engine.result()
         summary = summarize(result, engine.resolved)
         if recorder is not None:
-            recorder.finish(result, summary)
+            report = recorder.finish(result, summary)
             recorder.store.close()
+            if not report.stored:  # the clinician must not take the record for granted
+                out.put(("error", {"message": f"session {report.session_id} NOT stored: "
+                                              f"{report.problem}"}))
         out.put(("stats", _jitter(pub.periods_ms(), 1000.0 / cfg.rate_hz)))
         out.put(("end", {"state": result.end_state.value, "reason": result.abort_reason}))
 

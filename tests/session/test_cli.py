@@ -120,3 +120,37 @@ def test_sigterm_during_a_real_time_session_releases(tmp_path: Path) -> None:
     assert "signal" in (s["abort_reason"] or "")
     assert s["simulated_s"] > 3.0
     assert s["final_force_n"] <= 15.0 and s["motor_disabled"]
+
+
+def test_two_sigterms_during_the_release_do_not_abandon_it(tmp_path: Path) -> None:
+    """Issue 12.1: a second SIGTERM 0.3 s after the first used to end the release with
+    274 N on the patient and the drive enabled; the release is re-armed and completes."""
+    env = {**os.environ, "SPINEDECOMP_DATABASE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spinedecomp.cli", "session", "simulate", "-p", "lumbar-intermittent",
+         "-w", "80", "--speed", "5", "--json", "--no-store"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    time.sleep(8.0)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    s = json.loads(out)
+    assert s["end_state"] == "aborted"
+    assert s["final_force_n"] <= 15.0 and s["motor_disabled"], s
+    assert "release interrupted" in err
+
+
+def test_a_second_controller_crash_during_the_release_does_not_abandon_it() -> None:
+    """Issue 12.1: `--fault 30:controller-crash --fault 30.3:controller-crash`."""
+    r = subprocess.run(
+        [sys.executable, "-m", "spinedecomp.cli", "session", "simulate", "-p", "lumbar-intermittent",
+         "-w", "80", "--fault", "30:controller-crash", "--fault", "30.3:controller-crash",
+         "--json", "--no-store"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    s = json.loads(r.stdout)
+    assert s["end_state"] == "aborted" and s["motor_disabled"]
+    assert s["final_force_n"] <= 15.0
+    assert s["force_below_safe_after_s"] <= 352.0 / 300.0 + 1.0

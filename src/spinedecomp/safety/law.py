@@ -103,7 +103,9 @@ Z_RELEASE_REQ = 27  # 1 = a normal release (end of session) was requested, no al
 Z_T = 28  # monitor's time, s
 Z_FIRST_CMD_T = 29  # time of the first release command, s
 Z_DONE = 30  # 1 when the release is complete and the motor is off
-N_ZSTATE = 50
+Z_REL_CMD = 50  # last payout speed the release law commanded, mm/s (negative = paying out)
+Z_T_JAM = 51  # seconds the cable has not followed a commanded payout
+N_ZSTATE = 52
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -368,16 +370,29 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
 @njit(cache=True)
 def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
     """The controlled release: ramp force down at the set rate, never pulling; disable the
-    motor if force does not follow, and 5 s after it is safe."""
+    motor if force does not follow or the cable does not pay out, and once force has stayed
+    at or below the safe level for the hold-off time."""
     if z[Z_FIRST_CMD_T] < 0.0:
         z[Z_FIRST_CMD_T] = z[Z_T]
     z[Z_REL_TARGET] = max(0.0, z[Z_REL_TARGET] - zp[ZP_RELEASE_RATE] * dt)
-    if f <= zp[ZP_SAFE_N] and z[Z_BELOW_SAFE_T] < 0.0:
-        z[Z_BELOW_SAFE_T] = z[Z_T]
+    if f <= zp[ZP_SAFE_N]:
+        if z[Z_BELOW_SAFE_T] < 0.0:
+            z[Z_BELOW_SAFE_T] = z[Z_T]
+    elif z[Z_DONE] == 0.0:
+        # Force rose above the safe level again (the patient moved, a spike): the hold-off
+        # starts over; the release is only complete once force has *stayed* safe.
+        z[Z_BELOW_SAFE_T] = -1.0
     stalled = f > z[Z_REL_TARGET] + zp[ZP_STALL_TOL]
     not_zeroing = z[Z_REL_TARGET] == 0.0 and f > zp[ZP_SAFE_N]
     late = _timer(z, Z_T_ZERO, not_zeroing, dt) >= zp[ZP_ZERO_S]
-    if (_timer(z, Z_T_STALL, stalled, dt) >= zp[ZP_STALL_S] or late) and z[Z_MOTOR_OFF] == 0.0:
+    # A jammed winch: a clear payout commanded and the cable moving at less than a fifth of
+    # it, with force still above the safe level. Judged by motion, so a jam near the end of
+    # the ramp (force within the stall tolerance of it) is found as fast as one at its top.
+    jammed = (z[Z_REL_CMD] < -2.0 and z[Z_VX] > 0.2 * z[Z_REL_CMD]
+              and f > zp[ZP_SAFE_N] and z[Z_MOTOR_OFF] == 0.0)
+    jam = _timer(z, Z_T_JAM, jammed, dt) >= zp[ZP_STALL_S]
+    if (_timer(z, Z_T_STALL, stalled, dt) >= zp[ZP_STALL_S] or late or jam) \
+            and z[Z_MOTOR_OFF] == 0.0:
         # The winch is not letting go (or the cells cannot show that it is): cut the drive,
         # the reel freewheels and the cable pays out under its own tension.
         _raise(z, alarms, codes.RELEASE_STALLED, f, f)
@@ -393,9 +408,11 @@ def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
         # same delay to pay out, whatever the (possibly failed) load cells say.
         if z[Z_T] - z[Z_MOTOR_OFF_T] >= zp[ZP_MOTOR_OFF_DELAY]:
             z[Z_DONE] = 1.0
+        z[Z_REL_CMD] = 0.0
         return 0.0
-    v = float(zp[ZP_KR] * (z[Z_REL_TARGET] - f))
-    return min(0.0, max(v, -float(zp[ZP_VMAX])))
+    v = min(0.0, max(float(zp[ZP_KR] * (z[Z_REL_TARGET] - f)), -float(zp[ZP_VMAX])))
+    z[Z_REL_CMD] = v
+    return v
 
 
 def new_state() -> F64:

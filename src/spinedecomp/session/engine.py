@@ -64,6 +64,8 @@ MAX_PAUSE_S = 300.0
 # The harness must be snug this soon after start, or something is not attached (at least;
 # a slow approach on a table of unknown dynamics gets longer, see SessionEngine).
 SLACK_TIMEOUT_S = 15.0
+# A release loop that fails this many times in a row is left to the table's own release.
+MAX_RELEASE_FAILURES = 20
 SLACK_MAX_MM = 100.0  # the longest slack the envelope allows, with margin
 TARE_WINDOW_S = 0.5  # load cells are averaged this long at set-up
 
@@ -481,23 +483,41 @@ class SessionEngine:
         self._collect_alarms()
 
     def _emergency_release(self, reason: str) -> None:
-        """Release after the main loop failed: run only the monitor's release law until safe;
-        if even that fails, order the table's own release."""
+        """Release after the main loop failed: run only the monitor's release law until force
+        has stayed safe. The monitor owns the release to the end: a further fault, exception
+        or signal during it re-arms it (the table's own release is ordered as well, never
+        instead); only if the release loop itself keeps failing does the session end on the
+        table's own release."""
+        failures = 0
+        while not self.state.terminal:
+            try:
+                if self.state is not SessionState.RELEASING:
+                    self._transition(SessionState.RELEASING, reason)
+                self.inp[fused.IN_CTRL_HUNG] = 1.0  # the controller is not trusted any more
+                self._crash_at = None
+                if self._release_t0 is None:
+                    self._release_t0 = self.now
+                while not self.state.terminal:
+                    self._cycle()
+            except BaseException as exc:  # noqa: BLE001 - a release is never abandoned
+                failures += 1
+                log.error("release interrupted (%s: %s); re-arming it and ordering the "
+                          "table's own release as well (%d)", type(exc).__name__, exc, failures)
+                self._order_table_release()
+                self._event("fault", f"release interrupted by {type(exc).__name__}; re-armed "
+                            "and the table's own release ordered as well")
+                if failures >= MAX_RELEASE_FAILURES:
+                    log.critical("the release loop failed %d times; the table's own release "
+                                 "is all that is left", failures)
+                    self.state = SessionState.ABORTED
+                    self._event("state", f"aborted: {reason}; release loop failed "
+                                f"{failures} times, table firmware release ordered")
+
+    def _order_table_release(self) -> None:
         try:
-            if self.state not in (SessionState.RELEASING, *[s for s in SessionState if s.terminal]):
-                self._transition(SessionState.RELEASING, reason)
-            self.inp[fused.IN_CTRL_HUNG] = 1.0  # the controller is not trusted any more
-            self._crash_at = None
-            if self._release_t0 is None:
-                self._release_t0 = self.now
-            while not self.state.terminal:
-                self._cycle()
-        except BaseException:
-            log.exception("release loop failed; ordering the table's own release")
             self.table.release()
-            if not self.state.terminal:
-                self.state = SessionState.ABORTED
-                self._event("state", f"aborted: {reason}; table firmware release ordered")
+        except BaseException:  # noqa: BLE001 - the caller goes on releasing regardless
+            log.exception("ordering the table's own release failed")
 
     def _cycle(self) -> None:
         """One block: commands and faults due, set-points, the loop, then the bookkeeping."""

@@ -1,0 +1,57 @@
+"""Issue 12, items 2 and 3: the release is owned by the monitor until force has *stayed* safe,
+and a winch that jams anywhere in the release is cut within the documented bound. Faults are
+injected into the simulated table; nothing calls the monitor directly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinedecomp.control.library import get_protocol
+from spinedecomp.control.protocol import resolve
+from spinedecomp.core.clock import SimClock
+from spinedecomp.device.simulated import PatientModel, SimulatedTable
+from spinedecomp.session.engine import SessionEngine
+from spinedecomp.session.faults import parse_fault
+from spinedecomp.session.telemetry import COL
+
+RATE = 1000.0
+
+
+def _run(*faults: str) -> tuple[SessionEngine, np.ndarray]:
+    res = resolve(get_protocol("lumbar-intermittent"), 80.0)
+    eng = SessionEngine(SimulatedTable(PatientModel(res.region, 80.0),
+                                       angle_deg=res.protocol.angle_deg),
+                        res, rate_hz=RATE, clock=SimClock(1.0 / RATE))
+    for f in faults:
+        eng.inject(parse_fault(f))
+    eng.setup(confirm_high_force=True)
+    out = eng.run()
+    assert out.end_state.value == "aborted"
+    return eng, out.telemetry
+
+
+def test_force_rising_again_during_the_release_restarts_the_hold_off() -> None:
+    # The patient switch trips at 30 s; the release reaches safe force; at 36.1 s the patient
+    # jerks (25 mm): the release used to be "complete" with 51.8 N on the patient.
+    eng, tel = _run("30:patient-switch", "36.1:overforce-spike")
+    t = tel[:, COL["t"]]
+    f = tel[:, COL["force_true_n"]]
+    assert f[t > 36.2].max() > 15.0  # the spike really did load the patient again
+    assert f[-1] <= eng.safety.safe_n
+    # Motor off only after force stayed at or below safe for the hold-off time.
+    last_above = t[f > eng.safety.safe_n + 1.0].max()
+    assert t[-1] - last_above >= eng.safety.motor_off_delay_s - 0.05
+
+
+def test_a_winch_jammed_near_the_end_of_the_ramp_is_cut_within_the_bound() -> None:
+    # Jammed 1.1 s after the trip, with force already within the stall tolerance of the ramp:
+    # found by the cable not paying out, not by the force (which used to take 3 s more).
+    eng, tel = _run("30:patient-switch", "31.1:motor-stall")
+    t = tel[:, COL["t"]]
+    f = tel[:, COL["force_true_n"]]
+    trip_t = 30.0
+    f_trip = float(f[np.searchsorted(t, trip_t)])
+    bound = f_trip / eng.safety.release_rate_n_s + 1.0 + eng.safety.stall_s + 1.0
+    safe_at = t[(t > trip_t) & (f <= eng.safety.safe_n)][0]
+    assert safe_at - trip_t <= bound, (safe_at - trip_t, bound)
+    assert any(a.kind == "release-stalled" for a in eng.alarms)

@@ -223,8 +223,11 @@ def test_tare_subtracts_offsets_and_refuses_a_faulty_cell() -> None:
 
 def test_approach_speed_bounds_the_contact_overshoot_on_the_stiffest_plant() -> None:
     nom = nominal_plant(Region.LUMBAR, 80.0)
+    # The stiffest plant of the envelope; the drive is declared, the cable's stiffness is not.
+    assert nom.declared is not None
     stiff = replace(nom, cable_stiffness_n_mm=300.0, spine_stiffness_n_mm=300.0,
-                    friction_n=0.0, slack_mm=10.0)
+                    friction_n=0.0, slack_mm=10.0,
+                    declared=replace(nom.declared, stiffness_max_n_per_mm=None))
     assert stiff.stiffness_at_cell_n_mm == pytest.approx(150.0)
     eng = _engine("lumbar-static", 80.0, stiff, 100.0, stop_at=None)
     eng.setup(confirm_high_force=True)
@@ -239,7 +242,11 @@ def test_approach_speed_bounds_the_contact_overshoot_on_the_stiffest_plant() -> 
 
 def test_the_table_may_declare_its_drive_and_the_loop_uses_it() -> None:
     nom = nominal_plant(Region.LUMBAR, 80.0)
-    fast = _engine("lumbar-static", 80.0, nom, 1000.0)
+    assert nom.declared is not None
+    # The drive declared, the cable's stiffness not (the envelope's 150 N/mm).
+    fast = _engine("lumbar-static", 80.0,
+                   replace(nom, declared=replace(nom.declared, stiffness_max_n_per_mm=None)),
+                   1000.0)
     slow = _engine("lumbar-static", 80.0, replace(nom, declared=None), 1000.0)
     assert fast.envelope.motor_lag_s == pytest.approx(0.02)
     assert slow.envelope.motor_lag_s == pytest.approx(0.150)

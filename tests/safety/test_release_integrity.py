@@ -5,10 +5,12 @@ injected into the simulated table; nothing calls the monitor directly."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from spinedecomp.control.library import get_protocol
 from spinedecomp.control.protocol import resolve
 from spinedecomp.core.clock import SimClock
+from spinedecomp.core.errors import SessionError
 from spinedecomp.device.simulated import PatientModel, SimulatedTable
 from spinedecomp.session.engine import SessionEngine
 from spinedecomp.session.faults import parse_fault
@@ -55,3 +57,25 @@ def test_a_winch_jammed_near_the_end_of_the_ramp_is_cut_within_the_bound() -> No
     safe_at = t[(t > trip_t) & (f <= eng.safety.safe_n)][0]
     assert safe_at - trip_t <= bound, (safe_at - trip_t, bound)
     assert any(a.kind == "release-stalled" for a in eng.alarms)
+
+
+def test_a_switch_press_at_t0_is_not_erased_by_the_set_up_switch_test() -> None:
+    # Issue 12.5: `--fault 0:patient-switch --edit 40:stop` used to complete with no alarm.
+    res = resolve(get_protocol("lumbar-intermittent"), 80.0)
+    table = SimulatedTable(PatientModel(res.region, 80.0), angle_deg=res.protocol.angle_deg)
+    eng = SessionEngine(table, res, rate_hz=RATE, clock=SimClock(1.0 / RATE))
+    eng.inject(parse_fault("0:patient-switch"))
+    with pytest.raises(SessionError, match="patient stop switch"):
+        eng.setup(confirm_high_force=True)
+    assert table.read().switch_a == 0.0  # the patient is still pressing
+
+
+@pytest.mark.parametrize("order", [("nan", "spike"), ("spike", "nan")])
+def test_two_faults_on_one_cell_in_one_period_both_count(order: tuple[str, str]) -> None:
+    # Issue 12.6: a NaN and a -40 N spike on cell A at the same instant; the later used to
+    # overwrite the earlier and the session completed. The NaN shows, whatever the order.
+    spec = {"nan": "33.58:loadcell-nan:a", "spike": "33.58:loadcell-spike:a:-40"}
+    eng, tel = _run(*(spec[o] for o in order))
+    assert eng.alarms[0].kind == "sensor-invalid"
+    assert eng.alarms[0].t < 33.6
+    assert tel[-1, COL["force_true_n"]] <= eng.safety.safe_n

@@ -115,9 +115,13 @@ class SimulatedTable:
                         1.0 if c.enable else 0.0, c.angle_deg, nz[0, 0], nz[0, 1])
 
     def test_patient_switch(self) -> bool:
-        """The simulated patient presses and releases the switch when asked."""
+        """The simulated patient presses and releases the switch when asked. A press already
+        in place (a fault injected before the test) is seen as "not idle" and stays in place
+        after the test: the test never erases a real press."""
         if self.faults[ph.FLT_SWITCH_UNPLUGGED] > 0.5 or self.faults[ph.FLT_SWITCH_B_STUCK] > 0.5:
             return False
+        held = self.faults[ph.FLT_SWITCH_PRESSED]
+        self.advance(1e-3)  # the switch as it is now, faults included
         idle_ok = self.state[ph.S_SW_A] == 1.0 and self.state[ph.S_SW_B] == 0.0
         self.faults[ph.FLT_SWITCH_PRESSED] = 1.0
         self.advance(1e-3)
@@ -125,6 +129,8 @@ class SimulatedTable:
         self.faults[ph.FLT_SWITCH_PRESSED] = 0.0
         self.advance(1e-3)
         released_ok = self.state[ph.S_SW_A] == 1.0 and self.state[ph.S_SW_B] == 0.0
+        self.faults[ph.FLT_SWITCH_PRESSED] = held
+        self.advance(1e-3)
         return bool(idle_ok and pressed_ok and released_ok)
 
     def release(self) -> None:

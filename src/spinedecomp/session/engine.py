@@ -64,6 +64,9 @@ MAX_PAUSE_S = 300.0
 # The harness must be snug this soon after start, or something is not attached (at least;
 # a slow approach on a table of unknown dynamics gets longer, see SessionEngine).
 SLACK_TIMEOUT_S = 15.0
+# How bad a load-cell fault mode is: of two on one cell, the worse one shows.
+_LC_SEVERITY = {ph.LC_OK: 0, ph.LC_DRIFT: 1, ph.LC_SPIKE: 1, ph.LC_FREEZE: 2,
+                ph.LC_STUCK_VALUE: 2, ph.LC_NAN: 3}
 # A release loop that fails this many times in a row is left to the table's own release.
 MAX_RELEASE_FAILURES = 20
 SLACK_MAX_MM = 100.0  # the longest slack the envelope allows, with margin
@@ -415,6 +418,12 @@ class SessionEngine:
             modes = {"loadcell-freeze": ph.LC_FREEZE, "loadcell-nan": ph.LC_NAN,
                      "loadcell-drift": ph.LC_DRIFT, "loadcell-offset": ph.LC_SPIKE,
                      "loadcell-spike": ph.LC_SPIKE}
+            if on and _LC_SEVERITY[int(flt[ch_mode])] > _LC_SEVERITY[modes[k]]:
+                # Two faults on one cell (even in one period): the more severe one shows (a
+                # NaN cell stays NaN whatever else is added); never a silent overwrite.
+                log.warning("fault %s on cell %s: the cell already has a more severe fault, "
+                            "which stays", k, f.channel)
+                return
             flt[ch_mode] = modes[k] if on else ph.LC_OK
             flt[ch_arg] = (f.arg or 0.0) if on else 0.0
 
@@ -499,7 +508,7 @@ class SessionEngine:
                     self._release_t0 = self.now
                 while not self.state.terminal:
                     self._cycle()
-            except BaseException as exc:  # noqa: BLE001 - a release is never abandoned
+            except BaseException as exc:  # a release is never abandoned
                 failures += 1
                 log.error("release interrupted (%s: %s); re-arming it and ordering the "
                           "table's own release as well (%d)", type(exc).__name__, exc, failures)
@@ -516,7 +525,7 @@ class SessionEngine:
     def _order_table_release(self) -> None:
         try:
             self.table.release()
-        except BaseException:  # noqa: BLE001 - the caller goes on releasing regardless
+        except BaseException:  # the caller goes on releasing regardless
             log.exception("ordering the table's own release failed")
 
     def _cycle(self) -> None:

@@ -275,6 +275,38 @@ def test_database_replaced_mid_session_is_detected(tmp_path: Path) -> None:
 
 
 @needs_cli
+def test_database_locked_to_the_end_completes_and_exits_not_stored(tmp_path: Path) -> None:
+    """A busy database is an outage, not a fault: the session completes on the spool; its
+    record is not all stored at the end, which a completed session reports with exit 5."""
+    data = tmp_path / "data"
+    db = data / "spinedecomp.sqlite"
+    env = _env(data) | {"SPINEDECOMP_CLOSE_RETRY_S": "0.5"}
+    run = Run(tmp_path, "s", env, "-p", str(_protocol(tmp_path)), "-w", "80", "--speed", "8",
+              "--json")
+    holder: sqlite3.Connection | None = None
+    try:
+        _wait_running(db, run, 1.0)
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another program holding the file for the rest
+        rc = run.wait()
+    finally:
+        if holder is not None:
+            holder.close()
+        run.kill()
+    err = run.stderr
+    assert rc == 5 and "Traceback" not in err, (rc, err)
+    assert "session 1 NOT stored: the database was unavailable at the end" in err, err
+    assert "stored as session" not in err and "ordered the table's release" not in err, err
+    s = run.summary()
+    assert s["end_state"] == "completed"
+    with Store.open(StoreSettings(data_dir=data)) as store:  # free again: the spool goes in
+        assert store.recovery is not None and store.recovery.replayed == [1]
+        with store.unit("auditor") as uow:
+            rec = uow.sessions.get(1)
+    assert rec.state == "completed" and rec.samples == s["samples"]
+
+
+@needs_cli
 def test_two_databases_sharing_a_data_dir_record_side_by_side(tmp_path: Path) -> None:
     data = tmp_path / "data"
     a_db, b_db = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
@@ -337,6 +369,25 @@ def test_a_spool_goes_back_only_into_its_own_database(tmp_path: Path) -> None:
             rec = uow.sessions.get(1)
     assert rec.state == "completed" and rec.samples == r.result.telemetry.shape[0]
     assert not spool.exists()
+
+
+def test_a_spool_left_by_an_earlier_version_is_still_written(tmp_path: Path) -> None:
+    settings = StoreSettings(database_url=f"sqlite:///{tmp_path / 'a.sqlite'}",
+                             data_dir=tmp_path / "data", retry_s=0.05, flush_interval_s=0.05,
+                             close_retry_s=0.3, chunk_s=10.0)
+    with Store.open(settings) as store:
+        flaky = FlakyBackend(store)
+        spec = SessionSpec(protocol=proto(duration_min=1.0), body_weight_kg=80.0)
+        r = record(store, spec, backend=flaky, hook=_slow_between(
+            10.0, 1e9, lambda: setattr(flaky, "down", True), sleep_s=0.002))
+    assert r.report.spooled_bytes > 0
+    legacy = settings.spool_dir / "session-1.spool"  # where versions before the key kept it
+    r.recorder.writer.spool.path.replace(legacy)
+    with Store.open(settings) as store:
+        assert store.recovery is not None and store.recovery.replayed == [1]
+        with store.unit("t") as uow:
+            assert uow.sessions.get(1).state == "completed"
+    assert not legacy.exists()
 
 
 @needs_cli

@@ -4,8 +4,9 @@ Clean sessions on plants drawn from the family (docs/control.md, "Plant family")
 built-in protocol x weights 40-180 kg x rates {100, 250, 1000} Hz, each shortened to its first
 5 minutes plus the normal end ramp. The seeds start at 2,000,000: no plant of this campaign was
 ever used for tuning or debugging (tuning used seeds below 10,000; the failures of an earlier
-campaign on seeds 1,000,000-1,001,999 were debugged, so that range is no longer a holdout). Then the muscle-guarding study: the same
-plants with strong guarding, with and without back-off, and logarithmic vs linear ramps.
+campaign on seeds 1,000,000-1,001,999 were debugged, so that range is no longer a holdout).
+Then the muscle-guarding study: the same plants with strong guarding, with and without
+back-off, and logarithmic vs linear ramps.
 
 Environment: BENCH_ROBUST_N (default 2000 sessions), BENCH_GUARD_N (default 200 pairs).
 """

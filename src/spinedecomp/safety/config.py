@@ -4,7 +4,6 @@ parameter array. Every number here is documented in docs/safety.md."""
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import numpy as np

@@ -129,10 +129,13 @@ class SessionRecorder:
             writer.start()
         except SessionLockError as exc:
             # Nothing has moved: end the row the user would otherwise find "idle" for ever.
-            with store.unit(actor) as uow:
-                uow.sessions.finalize(rec.id, Finalization(
-                    end_state="aborted", abort_reason=f"not started: {exc}", summary=None,
-                    ended_at=utcnow(), actor=actor), reason="session not started")
+            try:
+                with store.unit(actor) as uow:
+                    uow.sessions.finalize(rec.id, Finalization(
+                        end_state="aborted", abort_reason=f"not started: {exc}", summary=None,
+                        ended_at=utcnow(), actor=actor), reason="session not started")
+            except Exception:  # the lock is what the user must hear about, not this
+                log.exception("session %d: could not mark it aborted", rec.id)
             raise
         log.info("session %d recording to %s (clinical record %.0f Hz, black box %.0f s / %.0f s)",
                  rec.id, store.display_url, writer.clinical_rate_hz, settings.blackbox_pre_s,

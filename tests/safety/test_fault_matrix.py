@@ -46,7 +46,7 @@ MATRIX = [
     Row("30:controller-crash", "software-fault"),
     Row("30:motor-stall", "tracking", also=("release-stalled",)),
     Row("30:comm-lost", "comm-lost"),
-    Row("30:harness-detach", "travel-limit"),
+    Row("30:harness-detach", "force-implausible"),  # under load: force falls, no payout
     Row("30:angle-stuck", "angle-fault",
         edits=((31.0, Command(kind="edit", field="angle_deg", value=25.0)),)),
 ]

@@ -79,3 +79,51 @@ def test_two_faults_on_one_cell_in_one_period_both_count(order: tuple[str, str])
     assert eng.alarms[0].kind == "sensor-invalid"
     assert eng.alarms[0].t < 33.6
     assert tel[-1, COL["force_true_n"]] <= eng.safety.safe_n
+
+
+# ---- item 4: force plausibility diverse from the two cells ---------------------------------
+def _run_on(plant_effort: float, *faults: str) -> tuple[SessionEngine, np.ndarray]:
+    from dataclasses import replace
+
+    from spinedecomp.device.plant import nominal_plant
+
+    res = resolve(get_protocol("lumbar-intermittent"), 80.0)
+    plant = replace(nominal_plant(res.region, 80.0), effort_gain=plant_effort)
+    eng = SessionEngine(SimulatedTable(PatientModel(res.region, 80.0, plant=plant),
+                                       angle_deg=res.protocol.angle_deg),
+                        res, rate_hz=RATE, clock=SimClock(1.0 / RATE))
+    for f in faults:
+        eng.inject(parse_fault(f))
+    eng.setup(confirm_high_force=True)
+    out = eng.run()
+    return eng, out.telemetry
+
+
+def test_common_mode_drift_of_both_cells_is_caught_by_the_drive_effort() -> None:
+    # Issue 12.4: both cells drifting -40 N/s used to let true force reach 3,849 N.
+    eng, tel = _run_on(1.05, "30:loadcell-drift:a:-40", "30:loadcell-drift:b:-40")
+    first = eng.alarms[0]
+    assert first.kind == "force-implausible"
+    assert first.t - 30.0 <= 3.0
+    f = tel[:, COL["force_true_n"]]
+    assert f.max() <= 353.3 + 150.0  # the clamp (353 N) plus what 3 s of drift could add
+    assert f[-1] <= eng.safety.safe_n  # released on the effort, not on the failed cells
+
+
+def test_common_mode_offset_is_caught_with_or_without_effort() -> None:
+    # `offset:a:-300` with `offset:b:-300` used to run at twice the set-point, no alarm.
+    for effort in (1.0, 0.0):
+        eng, tel = _run_on(effort, "30:loadcell-offset:a:-300", "30:loadcell-offset:b:-300")
+        assert eng.alarms[0].kind == "force-implausible", effort
+        assert eng.alarms[0].t - 30.0 <= 0.1
+        f = tel[:, COL["force_true_n"]]
+        assert f[tel[:, COL["t"]] > 30.0].max() <= 360.0
+        assert f[-1] <= eng.safety.safe_n
+
+
+def test_a_detached_harness_is_caught_by_the_cable_position() -> None:
+    eng, tel = _run_on(0.0, "30:harness-detach")
+    assert eng.alarms[0].kind == "force-implausible" and eng.alarms[0].t - 30.0 <= 0.1
+    # No pull to recover the lost force: the cable never ran out after the trip.
+    x = tel[:, COL["position_mm"]]
+    assert x[tel[:, COL["t"]] > 30.0].max() <= x[np.searchsorted(tel[:, COL["t"]], 30.0)] + 1.0

@@ -53,7 +53,8 @@ S_DRIFT_A = 16  # accumulated drift of load cell A, N
 S_DRIFT_B = 17
 S_DIDX = 18  # write index of the transport-delay ring buffer
 S_VCMD_D = 19  # the delayed command the drive is acting on now, mm/s
-S_DBUF = 20  # first slot of the transport-delay ring buffer (DELAY_SLOTS slots)
+S_EFFORT = 20  # drive effort as cable tension, N (NaN: the drive reports none)
+S_DBUF = 21  # first slot of the transport-delay ring buffer (DELAY_SLOTS slots)
 DELAY_SLOTS = 128
 N_STATE = S_DBUF + DELAY_SLOTS
 
@@ -87,7 +88,8 @@ P_ANGLE_RATE = 21  # deg/s
 P_TRAVEL_MAX = 22  # mechanical end of travel, mm
 P_NOISE_SD = 23  # load cell noise standard deviation, N (the caller draws the noise)
 P_DELAY_S = 24  # transport delay between a command and the drive acting on it, s
-N_PARAM = 25
+P_EFFORT_GAIN = 25  # drive effort per newton of cable tension (0 = no effort reported)
+N_PARAM = 26
 
 # ---- fault layout (set by the fault schedule at block boundaries) --------------------------
 # Load-cell fault modes.
@@ -211,6 +213,13 @@ def physics_step(s: F64, p: F64, flt: F64, dt: float, v_cmd: float, enable: floa
     for _ in range(n_sub):
         _mechanics(s, p, flt, h, v_cmd)
     t_new = s[S_T]
+
+    # Drive effort (motor torque scaled to cable tension): a channel diverse from the load
+    # cells, with its own gain error and a 1 N resolution; faults of the cells never reach it.
+    if p[P_EFFORT_GAIN] > 0.0:
+        s[S_EFFORT] = _quantise(t_new * p[P_EFFORT_GAIN], 1.0)
+    else:
+        s[S_EFFORT] = math.nan
 
     # Angle actuator.
     if flt[FLT_ANGLE_STUCK] < 0.5:

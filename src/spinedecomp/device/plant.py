@@ -51,6 +51,8 @@ class PlantParams:
     angle_rate_deg_s: float = 2.0
     freewheel_damping: float = 4.0
     declared: TableDynamics | None = None  # what the table tells the controller about itself
+    # Drive effort reported per newton of cable tension (0 = the drive reports no effort).
+    effort_gain: float = 1.0
 
     @property
     def stiffness_at_cell_n_mm(self) -> float:
@@ -64,6 +66,7 @@ class PlantParams:
         lim = limits_for(self.region)
         p[ph.P_KCH] = self.cable_stiffness_n_mm
         p[ph.P_SLACK] = self.slack_mm
+        p[ph.P_EFFORT_GAIN] = self.effort_gain
         p[ph.P_FF] = self.friction_n
         p[ph.P_K1] = self.spine_stiffness_n_mm
         p[ph.P_K2] = self.creep_stiffness_n_mm
@@ -176,6 +179,8 @@ class FamilyRanges:
     fixed_table_probability: float
     declared_probability: float  # how often the table declares its drive dynamics
     declared_error: Span  # declared / true motor lag and delay
+    effort_probability: float  # how often the drive reports its effort (a diverse force channel)
+    effort_gain: Span  # reported effort / true cable tension
 
 
 _LUMBAR = FamilyRanges(
@@ -199,6 +204,8 @@ _LUMBAR = FamilyRanges(
         fixed_table_probability=0.3,
         declared_probability=0.7,
         declared_error=Span(0.7, 1.4, log=True),
+        effort_probability=0.5,
+        effort_gain=Span(0.9, 1.1),
 )
 # The cervical family differs only in stiffness, quantisation and the always-sliding head piece.
 FAMILY: dict[Region, FamilyRanges] = {
@@ -257,4 +264,6 @@ def draw_plant(region: Region, body_weight_kg: float, seed: int, *,
         offset_a_n=fam.offset_n.draw(rng), offset_b_n=fam.offset_n.draw(rng),
         noise_sd_n=noise, quant_n=fam.quant_n.draw(rng),
         declared=declared,
+        # Drawn last, so the rest of a seed's plant is what it was before effort existed.
+        effort_gain=fam.effort_gain.draw(rng) if rng.uniform() < fam.effort_probability else 0.0,
     )

@@ -98,6 +98,7 @@ class SimulatedTable:
             switch_b=float(s[ph.S_SW_B]),
             motor_enabled=bool(s[ph.S_ENABLED] > 0.5),
             comm_ok=True,
+            effort_n=float(s[ph.S_EFFORT]),
             force_true_n=float(s[ph.S_T]),
             distraction_mm=float(s[ph.S_DIST]),
             guarding=float(s[ph.S_G]),

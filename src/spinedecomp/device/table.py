@@ -58,6 +58,9 @@ class SensorFrame:
     switch_b: float  # normally open: 0 = not pressed
     motor_enabled: bool
     comm_ok: bool = True
+    # The drive's effort (motor torque or current) scaled to cable tension, N: a force channel
+    # diverse from the two cells. NaN when the table does not report it.
+    effort_n: float = math.nan
     # Only a simulator knows these; a real table reports NaN.
     force_true_n: float = math.nan
     distraction_mm: float = math.nan

@@ -73,6 +73,9 @@ _SPECS = (
               "session ran far past its planned duration", _RELEASE),
     AlarmSpec(codes.TRACKING, "tracking", Priority.HIGH, True,
               "force stays above the set-point (winch not paying out)", _RELEASE),
+    AlarmSpec(codes.FORCE_IMPLAUSIBLE, "force-implausible", Priority.HIGH, True,
+              "load cells contradicted by the drive effort or the cable position "
+              "(common-mode cell failure or harness detached?)", _RELEASE),
 )
 
 SPEC_BY_CODE: dict[int, AlarmSpec] = {s.code: s for s in _SPECS}

@@ -26,4 +26,5 @@ END_OF_SESSION = 17  # not an alarm: the normal final release
 TRACKING = 18  # force stays well above the set-point: the table is not letting go
 SLACK_TIMEOUT = 19  # harness slack not taken up: harness loose or cable broken
 OVERRUN = 20  # the session ran far past its planned duration
-N_CODES = 21
+FORCE_IMPLAUSIBLE = 21  # cells disagree with the drive effort or the cable position
+N_CODES = 22

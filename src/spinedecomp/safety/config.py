@@ -62,6 +62,13 @@ class SafetyConfig:
     frozen_travel_mm: float = 4.0
     frozen_change_n: float = 1.0
     frozen_min_force_n: float = 20.0
+    effort_margin_n: float = 40.0
+    effort_margin_rel: float = 0.20
+    effort_s: float = 0.300
+    drop_n: float = 40.0
+    drop_rel: float = 0.25
+    drop_window_s: float = 0.5
+    drop_payout_mm: float = 0.05
     clamp_ramp_n_s: float = 125.0
     rate_filter_hz: float = 4.0
     tare_limit_n: float = 30.0  # a cell offset beyond this at set-up is a fault, not a tare
@@ -91,6 +98,8 @@ class SafetyConfig:
             rate_abs_n_s=2000.0 if region is Region.LUMBAR else 600.0,
             rate_min_force_n=45.0 if region is Region.LUMBAR else 20.0,
             frozen_travel_mm=0.5 if region is Region.LUMBAR else 1.0,
+            effort_margin_n=40.0 if region is Region.LUMBAR else 15.0,
+            drop_n=40.0 if region is Region.LUMBAR else 15.0,
             frozen_change_n=1.0 if region is Region.LUMBAR else 0.5,
             frozen_min_force_n=20.0 if region is Region.LUMBAR else 8.0,
             clamp_ramp_n_s=125.0 if region is Region.LUMBAR else 40.0,
@@ -150,6 +159,13 @@ class SafetyConfig:
         zp[zl.ZP_FROZEN_DF] = max(self.frozen_change_n,
                                   4.0 * max(self.noise_a_n, self.noise_b_n))
         zp[zl.ZP_FROZEN_MIN_F] = self.frozen_min_force_n
+        zp[zl.ZP_EFFORT_N] = self.effort_margin_n
+        zp[zl.ZP_EFFORT_REL] = self.effort_margin_rel
+        zp[zl.ZP_EFFORT_S] = self.effort_s
+        zp[zl.ZP_DROP_N] = self.drop_n
+        zp[zl.ZP_DROP_REL] = self.drop_rel
+        zp[zl.ZP_DROP_S] = self.drop_window_s
+        zp[zl.ZP_DROP_X] = self.drop_payout_mm
         zp[zl.ZP_CLAMP_RAMP] = self.clamp_ramp_n_s
         zp[zl.ZP_RATE_FILT_HZ] = self.rate_filter_hz
         if dt is not None:

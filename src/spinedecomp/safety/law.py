@@ -105,7 +105,12 @@ Z_FIRST_CMD_T = 29  # time of the first release command, s
 Z_DONE = 30  # 1 when the release is complete and the motor is off
 Z_REL_CMD = 50  # last payout speed the release law commanded, mm/s (negative = paying out)
 Z_T_JAM = 51  # seconds the cable has not followed a commanded payout
-N_ZSTATE = 52
+Z_EFF_F = 52  # low-passed drive effort, N
+Z_T_EFF = 53  # seconds the cells have read well below the drive effort
+Z_DROP_F = 54  # reference force of the force-drop check, N
+Z_DROP_X = 55  # cable position at that reference, mm
+Z_DROP_T = 56  # time of that reference, s
+N_ZSTATE = 57
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -150,7 +155,14 @@ ZP_FROZEN_DF = 38  # change that proves a cell alive, N
 ZP_FROZEN_MIN_F = 39  # the frozen check runs above this force, N
 ZP_CLAMP_RAMP = 40  # fall rate of a lowered clamp and of the tracking reference, N/s
 ZP_RATE_FILT_HZ = 41  # corner of the two cascaded low-passes the rate is taken from
-N_ZPARAM = 42
+ZP_EFFORT_N = 42  # cells below the drive effort by more than this (or ZP_EFFORT_REL) ...
+ZP_EFFORT_REL = 43
+ZP_EFFORT_S = 44  # ... for this long: the cells under-read the cable (common-mode failure)
+ZP_DROP_N = 45  # force fall (or ZP_DROP_REL of the force) ...
+ZP_DROP_REL = 46
+ZP_DROP_S = 47  # ... within this window ...
+ZP_DROP_X = 48  # ... while the cable paid out less than this, mm: cells or harness failed
+N_ZPARAM = 49
 
 MAX_ALARMS = 64
 # alarm record columns
@@ -204,7 +216,7 @@ def _timer(z: F64, idx: int, cond: bool, dt: float) -> float:
 def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x: float,
                 angle: float, angle_target: float, sw_a: float, sw_b: float, op_stop: float,
                 heartbeat: float, comm_ok: float, clamp: float, ctrl_cmd: float,
-                target: float, ext_code: float) -> float:
+                target: float, ext_code: float, effort: float) -> float:
     """Check one period's raw sensors. Returns the velocity command the actuator must get:
     the controller's `ctrl_cmd` while all is well, the release law's once tripped."""
     z[Z_T] += dt
@@ -233,6 +245,9 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
         f = fa
     elif vb:
         f = fb
+    elif math.isfinite(effort):
+        # No cell is trusted: the drive's effort is the only force left to release by.
+        f = effort
     else:
         f = z[Z_FILT]
     z[Z_MAX_F] = max(z[Z_MAX_F], f)
@@ -350,6 +365,37 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     if out_of_range or _timer(z, Z_T_ANGLE, off_target, dt) >= zp[ZP_ANGLE_S]:
         _trip(z, alarms, codes.ANGLE_FAULT, angle, f, clamp)
 
+    # --- force plausibility, diverse from the cells ---
+    # (1) The drive's effort, where the table reports it: the cells reading well below the
+    # tension the motor is working against is a common-mode cell failure (both drifting or
+    # offset low), which the cells' own agreement cannot show. Only this direction trips: the
+    # cells reading high makes the controller pull less.
+    if math.isfinite(effort) and z[Z_TRIPPED] == 0.0:
+        if math.isnan(z[Z_EFF_F]):
+            z[Z_EFF_F] = effort
+        z[Z_EFF_F] += a * (effort - z[Z_EFF_F])
+        low = z[Z_EFF_F] - z[Z_FILT] > max(zp[ZP_EFFORT_N], zp[ZP_EFFORT_REL] * z[Z_EFF_F])
+        if _timer(z, Z_T_EFF, low and link_up, dt) >= zp[ZP_EFFORT_S]:
+            # Both cells under-read: neither is trusted for the release (it runs on the
+            # effort); the ramp starts from the effort, the better estimate of the load.
+            z[Z_BAD_A] = 1.0
+            z[Z_BAD_B] = 1.0
+            _trip(z, alarms, codes.FORCE_IMPLAUSIBLE, z[Z_EFF_F], z[Z_EFF_F], clamp)
+    # (2) Cable position: a loaded harness cannot lose a quarter of its force within half a
+    # second unless the cable paid out. A fall without payout is the cells stepping (a
+    # common-mode offset) or the harness coming off, and either way the loop would pull hard.
+    if (z[Z_FILT] > z[Z_DROP_F] or x < z[Z_DROP_X] - zp[ZP_DROP_X]
+            or z[Z_T] - z[Z_DROP_T] > zp[ZP_DROP_S] or not link_up or z[Z_TRIPPED] != 0.0):
+        z[Z_DROP_F] = z[Z_FILT]
+        z[Z_DROP_X] = x
+        z[Z_DROP_T] = z[Z_T]
+    elif z[Z_DROP_F] - z[Z_FILT] > max(zp[ZP_DROP_N], zp[ZP_DROP_REL] * z[Z_DROP_F]):
+        # The cells are not trusted for the release either: it runs on the effort where
+        # there is one; without, the held force makes it cut the drive (the reel freewheels).
+        z[Z_BAD_A] = 1.0
+        z[Z_BAD_B] = 1.0
+        _trip(z, alarms, codes.FORCE_IMPLAUSIBLE, z[Z_FILT], z[Z_DROP_F], clamp)
+
     # --- force not following the set-point (e.g. a stalled winch that cannot pay out) ---
     track = f > target + max(zp[ZP_TRACK_N], zp[ZP_TRACK_REL] * target)
     if _timer(z, Z_T_TRACK, track and z[Z_TRIPPED] == 0.0, dt) >= zp[ZP_TRACK_S]:
@@ -424,4 +470,5 @@ def new_state() -> F64:
     z[Z_LAST_B] = math.nan
     z[Z_HB_LAST] = -1.0
     z[Z_XF] = math.nan  # set from the first sample
+    z[Z_EFF_F] = math.nan
     return z

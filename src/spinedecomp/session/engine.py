@@ -594,7 +594,8 @@ class SessionEngine:
             v = zl.safety_step(z, zp, self.alarm_buf, self.dt, fr.force_a_n, fr.force_b_n,
                                fr.position_mm, fr.angle_deg, float(angle[i]), fr.switch_a,
                                fr.switch_b, inp[fused.IN_OP_STOP], c[cl.C_HEARTBEAT], comm,
-                               clamp, v_ctrl, float(tgt[i]), inp[fused.IN_TRIP_CODE])
+                               clamp, v_ctrl, float(tgt[i]), inp[fused.IN_TRIP_CODE],
+                               fr.effort_n)
             tripped = z[zl.Z_TRIPPED] != 0.0
             enable = z[zl.Z_MOTOR_OFF] < 0.5
             self.table.write(ActuatorCommand(v, float(angle[i]), enable, int(c[cl.C_HEARTBEAT])))

@@ -52,7 +52,8 @@ def run_block(n: int, t0: float, dt: float, targets: F64, angles: F64, phases: F
                 c[cl.C_CMD] = v_ctrl
         v = zl.safety_step(z, zp, alarms, dt, fa, fb, x, s[ph.S_ANGLE], angles[i],
                            s[ph.S_SW_A], s[ph.S_SW_B], inp[IN_OP_STOP], c[cl.C_HEARTBEAT],
-                           inp[IN_COMM_OK], clamp, v_ctrl, targets[i], inp[IN_TRIP_CODE])
+                           inp[IN_COMM_OK], clamp, v_ctrl, targets[i], inp[IN_TRIP_CODE],
+                           s[ph.S_EFFORT])
         tripped = z[zl.Z_TRIPPED] != 0.0
         if tripped and not was_tripped and first_trip < 0:
             first_trip = i

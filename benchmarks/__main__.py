@@ -12,7 +12,8 @@ import sys
 import time
 import traceback
 
-MODULES = ("bench_control", "bench_robust", "bench_safety", "bench_store", "bench_modbus", "bench_web")
+MODULES = ("bench_control", "bench_robust", "bench_safety", "bench_faults", "bench_store",
+           "bench_modbus", "bench_web")
 
 
 def main() -> int:

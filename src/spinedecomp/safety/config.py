@@ -69,6 +69,7 @@ class SafetyConfig:
     drop_rel: float = 0.25
     drop_window_s: float = 0.5
     drop_payout_mm: float = 0.05
+    frozen_kmax_n_mm: float = 150.0  # the envelope's stiffest plant (docs/control.md)
     clamp_ramp_n_s: float = 125.0
     rate_filter_hz: float = 4.0
     tare_limit_n: float = 30.0  # a cell offset beyond this at set-up is a fault, not a tare
@@ -100,6 +101,7 @@ class SafetyConfig:
             frozen_travel_mm=0.5 if region is Region.LUMBAR else 1.0,
             effort_margin_n=40.0 if region is Region.LUMBAR else 15.0,
             drop_n=40.0 if region is Region.LUMBAR else 15.0,
+            frozen_kmax_n_mm=150.0 if region is Region.LUMBAR else 40.0,
             frozen_change_n=1.0 if region is Region.LUMBAR else 0.5,
             frozen_min_force_n=20.0 if region is Region.LUMBAR else 8.0,
             clamp_ramp_n_s=125.0 if region is Region.LUMBAR else 40.0,
@@ -166,6 +168,7 @@ class SafetyConfig:
         zp[zl.ZP_DROP_REL] = self.drop_rel
         zp[zl.ZP_DROP_S] = self.drop_window_s
         zp[zl.ZP_DROP_X] = self.drop_payout_mm
+        zp[zl.ZP_FROZEN_KMAX] = self.frozen_kmax_n_mm
         zp[zl.ZP_CLAMP_RAMP] = self.clamp_ramp_n_s
         zp[zl.ZP_RATE_FILT_HZ] = self.rate_filter_hz
         if dt is not None:

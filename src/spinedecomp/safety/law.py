@@ -110,7 +110,8 @@ Z_T_EFF = 53  # seconds the cells have read well below the drive effort
 Z_DROP_F = 54  # reference force of the force-drop check, N
 Z_DROP_X = 55  # cable position at that reference, mm
 Z_DROP_T = 56  # time of that reference, s
-N_ZSTATE = 57
+Z_IMPLAUSIBLE = 57  # 1 once both cells were found under-reading (force plausibility)
+N_ZSTATE = 58
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -162,7 +163,8 @@ ZP_DROP_N = 45  # force fall (or ZP_DROP_REL of the force) ...
 ZP_DROP_REL = 46
 ZP_DROP_S = 47  # ... within this window ...
 ZP_DROP_X = 48  # ... while the cable paid out less than this, mm: cells or harness failed
-N_ZPARAM = 49
+ZP_FROZEN_KMAX = 49  # stiffest plant the envelope allows at the cell, N/mm
+N_ZPARAM = 50
 
 MAX_ALARMS = 64
 # alarm record columns
@@ -204,6 +206,14 @@ def _trip(z: F64, alarms: npt.NDArray[np.float64], code: int, value: float, forc
 
 
 @njit(cache=True)
+def _explained(zp: F64, dx: float) -> float:
+    # The largest force change cable motion `dx` can make on the stiffest plant of the
+    # envelope. A bigger change of the other cell is a step of that cell (an offset, a spike),
+    # not evidence that this one is frozen.
+    return 1.5 * zp[ZP_FROZEN_KMAX] * abs(dx) + 4.0 * zp[ZP_FROZEN_DF]
+
+
+@njit(cache=True)
 def _timer(z: F64, idx: int, cond: bool, dt: float) -> float:
     if cond:
         z[idx] += dt
@@ -239,6 +249,12 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     va = in_a and z[Z_BAD_A] == 0.0
     vb = in_b and z[Z_BAD_B] == 0.0
     # The monitor's force: the higher trusted channel, so one failed-low cell cannot hide load.
+    # Once releasing, the higher of the two in-range cells whatever the checks concluded (a
+    # cell judged frozen may be the good one of two that disagree: releasing on the lower
+    # could leave load on the patient; a frozen-high one only makes the release cut the
+    # drive), unless both were found under-reading, when the effort is what is left.
+    if z[Z_TRIPPED] != 0.0 and z[Z_IMPLAUSIBLE] == 0.0 and (in_a or in_b):
+        va, vb = in_a, in_b
     if va and vb:
         f = max(fa, fb)
     elif va:
@@ -329,7 +345,8 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
             z[Z_FRZ_XA] = x
             z[Z_FRZ_OA] = raw_b
         elif (abs(x - z[Z_FRZ_XA]) > zp[ZP_FROZEN_X] and abs(raw_b - z[Z_FRZ_OA]) >
-              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_A] == 0.0):
+              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_A] == 0.0
+              and abs(raw_b - z[Z_FRZ_OA]) <= _explained(zp, x - z[Z_FRZ_XA])):
             z[Z_BAD_A] = 1.0
             _trip(z, alarms, codes.SENSOR_FROZEN, raw_a, f, clamp)
         if abs(raw_b - z[Z_FRZ_FB]) > zp[ZP_FROZEN_DF]:
@@ -337,7 +354,8 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
             z[Z_FRZ_XB] = x
             z[Z_FRZ_OB] = raw_a
         elif (abs(x - z[Z_FRZ_XB]) > zp[ZP_FROZEN_X] and abs(raw_a - z[Z_FRZ_OB]) >
-              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_B] == 0.0):
+              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_B] == 0.0
+              and abs(raw_a - z[Z_FRZ_OB]) <= _explained(zp, x - z[Z_FRZ_XB])):
             z[Z_BAD_B] = 1.0
             _trip(z, alarms, codes.SENSOR_FROZEN, raw_b, f, clamp)
     else:
@@ -380,6 +398,7 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
             # effort); the ramp starts from the effort, the better estimate of the load.
             z[Z_BAD_A] = 1.0
             z[Z_BAD_B] = 1.0
+            z[Z_IMPLAUSIBLE] = 1.0
             _trip(z, alarms, codes.FORCE_IMPLAUSIBLE, z[Z_EFF_F], z[Z_EFF_F], clamp)
     # (2) Cable position: a loaded harness cannot lose a quarter of its force within half a
     # second unless the cable paid out. A fall without payout is the cells stepping (a
@@ -394,6 +413,7 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
         # there is one; without, the held force makes it cut the drive (the reel freewheels).
         z[Z_BAD_A] = 1.0
         z[Z_BAD_B] = 1.0
+        z[Z_IMPLAUSIBLE] = 1.0
         _trip(z, alarms, codes.FORCE_IMPLAUSIBLE, z[Z_FILT], z[Z_DROP_F], clamp)
 
     # --- force not following the set-point (e.g. a stalled winch that cannot pay out) ---

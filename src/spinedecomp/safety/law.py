@@ -210,7 +210,7 @@ def _explained(zp: F64, dx: float) -> float:
     # The largest force change cable motion `dx` can make on the stiffest plant of the
     # envelope. A bigger change of the other cell is a step of that cell (an offset, a spike),
     # not evidence that this one is frozen.
-    return 1.5 * zp[ZP_FROZEN_KMAX] * abs(dx) + 4.0 * zp[ZP_FROZEN_DF]
+    return float(1.5 * zp[ZP_FROZEN_KMAX] * abs(dx) + 4.0 * zp[ZP_FROZEN_DF])
 
 
 @njit(cache=True)

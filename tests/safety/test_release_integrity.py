@@ -4,6 +4,8 @@ injected into the simulated table; nothing calls the monitor directly."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,9 +13,12 @@ from spinedecomp.control.library import get_protocol
 from spinedecomp.control.protocol import resolve
 from spinedecomp.core.clock import SimClock
 from spinedecomp.core.errors import SessionError
+from spinedecomp.core.units import Region
 from spinedecomp.device.simulated import PatientModel, SimulatedTable
+from spinedecomp.device.table import ActuatorCommand, SensorFrame, TableInfo
 from spinedecomp.session.engine import SessionEngine
 from spinedecomp.session.faults import parse_fault
+from spinedecomp.session.model import Command
 from spinedecomp.session.telemetry import COL
 
 RATE = 1000.0
@@ -127,3 +132,61 @@ def test_a_detached_harness_is_caught_by_the_cable_position() -> None:
     # No pull to recover the lost force: the cable never ran out after the trip.
     x = tel[:, COL["position_mm"]]
     assert x[tel[:, COL["t"]] > 30.0].max() <= x[np.searchsorted(tel[:, COL["t"]], 30.0)] + 1.0
+
+
+class _StuckNoisyCell:
+    """The simulated table with cell A stuck from `at_s` at its value then, its electrical
+    noise still on it (a seized strain gauge whose amplifier still hums)."""
+
+    def __init__(self, at_s: float) -> None:
+        self._sim = SimulatedTable(PatientModel(Region.LUMBAR, 80.0))
+        self.at_s = at_s
+        self.t = 0.0
+        self.stuck: float | None = None
+        self.rng = np.random.default_rng(5)
+
+    @property
+    def info(self) -> TableInfo:
+        return self._sim.info
+
+    def read(self) -> SensorFrame:
+        fr = self._sim.read()
+        if self.t >= self.at_s:
+            if self.stuck is None:
+                self.stuck = fr.force_a_n
+            return dataclasses.replace(fr, force_a_n=self.stuck + float(self.rng.normal(0, 1.0)))
+        return fr
+
+    def write(self, cmd: ActuatorCommand) -> None:
+        self._sim.write(cmd)
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+        self._sim.advance(dt)
+
+    def test_patient_switch(self) -> bool:
+        return self._sim.test_patient_switch()
+
+    def release(self) -> None:
+        self._sim.release()
+
+    def close(self) -> None:
+        self._sim.close()
+
+
+def test_a_cell_stuck_with_its_noise_in_a_static_hold_is_caught_when_force_moves() -> None:
+    # Issue 12.4: a cell that sticks but keeps its electrical noise went unnoticed for a whole
+    # static hold. While force is constant a stuck cell reads what a healthy one would (and
+    # the monitor releases on the higher cell, so a stuck-low one hides nothing); the first
+    # force change beyond the disagreement band, here the clinician lowering the force, is
+    # caught and the release runs on the good cell.
+    res = resolve(get_protocol("lumbar-static"), 80.0)
+    table = _StuckNoisyCell(at_s=40.0)
+    eng = SessionEngine(table, res, rate_hz=RATE, clock=SimClock(1.0 / RATE))
+    eng.schedule(100.0, Command(kind="edit", field="max_force_n", value=150.0))
+    eng.setup(confirm_high_force=True)
+    out = eng.run()
+    assert out.alarms, "the stuck cell was never noticed"
+    assert out.alarms[0].kind in ("loadcell-disagree", "sensor-frozen")
+    assert 100.0 <= out.alarms[0].t <= 102.0
+    assert out.telemetry[-1, COL["force_true_n"]] <= eng.safety.safe_n

@@ -180,14 +180,19 @@ class LinkProxy:
 
 # ---- child process -------------------------------------------------------------------------
 class ServeProcess:
-    """`spinedecomp device serve --port 0` in a child process."""
+    """`spinedecomp device serve --port 0` (or another table command) in a child process."""
 
-    def __init__(self, *args: str) -> None:
-        cmd = [sys.executable, "-c", "from spinedecomp.cli.app import main; main()",
-               "device", "serve", "--port", "0", *args]
+    def __init__(self, *args: str, command: list[str] | None = None) -> None:
+        cmd = command or [sys.executable, "-c", "from spinedecomp.cli.app import main; main()",
+                          "device", "serve", "--port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, "COLUMNS": "200"})
         self.port = self._wait_port(120.0)
+
+    @classmethod
+    def from_command(cls, command: list[str]) -> ServeProcess:
+        """Any command that prints 'serving modbus://HOST:PORT' once it listens."""
+        return cls(command=command)
 
     def _wait_port(self, timeout_s: float) -> int:
         assert self.proc.stdout is not None

@@ -6,6 +6,10 @@
   firmware with the reference. It binds to loopback unless told otherwise.
 - `device probe modbus://HOST:PORT` connects to a table, checks the map, and prints its
   identity and one frame of readings.
+- `device reference` serves the reference table side (`spinedecomp.device.reference_table`,
+  pymodbus only: a table maker's starting point).
+- `device conformance modbus://HOST:PORT` runs the conformance suite against any table and
+  prints pass/fail per rule; exit 1 if any rule failed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import typer
@@ -63,26 +68,9 @@ def serve(
     # This process only serves the table: hand the GIL between the physics thread and the
     # server thread every 0.5 ms instead of 5 ms, so a request never waits out a physics step.
     sys.setswitchinterval(0.0005)
-    stop = threading.Event()
-
-    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    old_int = signal.signal(signal.SIGINT, _on_signal)
-    old_term = signal.signal(signal.SIGTERM, _on_signal)
-    # One plain line on stdout that scripts and tests can wait for.
-    sys.stdout.write(f"serving {sim.url}\n")
-    sys.stdout.flush()
     err.print(f"simulated {region.value} table ({weight_kg:g} kg patient, physics at "
               f"{rate_hz:g} Hz) on [bold]{sim.url}[/]; Ctrl-C to stop")
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-        sim.stop()
-        err.print("stopped")
+    _serve_until_signal(sim.url, sim.stop)
 
 
 @device_app.command("probe")
@@ -93,15 +81,13 @@ def probe(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Connect to a table, check its register map, print identity and one frame."""
-    from urllib.parse import urlparse
-
+    from spinedecomp.device.factory import link_policy, parse_modbus_url
     from spinedecomp.device.modbus import ModbusTable
 
-    url = urlparse(device)
-    if url.scheme != "modbus" or not url.hostname or not url.port:
-        fail(f"device '{device}': expected modbus://HOST:PORT")
     try:
-        table = ModbusTable.connect(url.hostname, url.port, timeout_s=timeout_s, retries=retries)
+        url = parse_modbus_url(device)
+        table = ModbusTable.connect(url.host, url.port, timeout_s=timeout_s, retries=retries,
+                                    policy=link_policy(url))
     except DeviceError as exc:
         fail(str(exc))
     try:
@@ -127,6 +113,99 @@ def probe(
               f"A={frame.switch_a:g} B={frame.switch_b:g}, drive "
               f"{'enabled' if frame.motor_enabled else 'disabled'}, link "
               f"{'ok' if frame.comm_ok else 'NOT ok'}")
+
+
+def _serve_until_signal(url: str, stop_all: Callable[[], None]) -> None:
+    stop = threading.Event()
+
+    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    old_int = signal.signal(signal.SIGINT, _on_signal)
+    old_term = signal.signal(signal.SIGTERM, _on_signal)
+    # One plain line on stdout that scripts and tests can wait for.
+    sys.stdout.write(f"serving {url}\n")
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        stop_all()
+        err.print("stopped")
+
+
+@device_app.command("reference")
+def reference(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(5021, "--port", help="TCP port (0 = any free port)."),
+    angle_deg: float = typer.Option(15.0, "--angle-deg", help="Initial angle of pull."),
+    no_watchdog: bool = typer.Option(False, "--no-watchdog",
+                                     help="A deliberately broken table (no heartbeat watchdog), "
+                                          "to see the conformance suite fail. Never for use."),
+) -> None:
+    """Serve the reference table side (pymodbus only, a trivial mechanical model) until
+    interrupted: the starting point for a table maker's firmware."""
+    from spinedecomp.device.reference_table import ReferenceServer, ReferenceTable
+
+    if not 0 <= port <= 65535:
+        fail(f"--port must be within 0-65535, got {port}")
+    if host not in _LOOPBACK:
+        err.print(f"[bold yellow]warning:[/] binding {host}: the reference table is reachable "
+                  "from the network, without authentication")
+    srv = ReferenceServer(ReferenceTable(angle_deg=angle_deg, watchdog=not no_watchdog),
+                          host=host, port=port)
+    try:
+        srv.start()
+    except OSError as exc:
+        fail(f"cannot serve on {host}:{port}: {exc}")
+    err.print(f"reference table on [bold]{srv.url}[/]"
+              f"{' [bold red](watchdog DISABLED: broken on purpose)[/]' if no_watchdog else ''}"
+              "; Ctrl-C to stop")
+    _serve_until_signal(srv.url, srv.stop)
+
+
+@device_app.command("conformance")
+def conformance(
+    device: str = typer.Argument(..., help="modbus://HOST:PORT"),
+    rule: list[str] = typer.Option([], "--rule", help="Run only this rule (repeatable)."),
+    timeout_s: float = typer.Option(1.0, "--timeout-s", help="Timeout of each transaction."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per rule)."),
+) -> None:
+    """Check a table against every table-side rule of docs/device-protocol.md; pass/fail per
+    rule, exit 1 if any failed. It moves the cable and the angle: no patient on the table,
+    a test load on the harness."""
+    from spinedecomp.device.conformance import RuleResult, run_conformance
+    from spinedecomp.device.factory import parse_modbus_url
+
+    if not 0.005 <= timeout_s <= 10.0:
+        fail(f"--timeout-s must be within 0.005-10, got {timeout_s:g}")
+    try:
+        url = parse_modbus_url(device)
+    except DeviceError as exc:
+        fail(str(exc))
+
+    def show(res: RuleResult) -> None:
+        if not as_json:
+            mark = "[green]PASS[/]" if res.passed else "[bold red]FAIL[/]"
+            out.print(f"{mark} {res.rule:<26} (section {res.section}) {res.detail}",
+                      highlight=False, soft_wrap=True)
+
+    try:
+        results = run_conformance(url.host, url.port, timeout_s=timeout_s, only=tuple(rule),
+                                  report=show)
+    except ValueError as exc:
+        fail(str(exc))
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        print_json({"device": url.address, "passed": not failed,
+                    "rules": [dataclasses.asdict(r) for r in results]})
+    else:
+        out.print(f"{len(results) - len(failed)}/{len(results)} rules passed"
+                  + (f"; FAILED: {', '.join(r.rule for r in failed)}" if failed else ""))
+    if failed:
+        raise SystemExit(1)
 
 
 def register(app: typer.Typer) -> None:

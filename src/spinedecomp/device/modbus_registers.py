@@ -120,6 +120,12 @@ class Fault(IntEnum):
     MOTOR = 1 << 5  # drive fault: stall, over-temperature, encoder (optional)
     ANGLE = 1 << 6  # angle actuator fault (optional)
     SWITCH = 1 << 7  # patient switch wiring fault detected by the table (optional)
+    FORCE_LIMIT = 1 << 8  # the table's own FORCE_LIMIT was reached: released; latched
+
+
+# Latched fault bits: each one means the table released on its own (drive off, reel paying
+# out) and ignores ENABLE until an accepted write carries FAULT_RESET.
+FAULTS_LATCHED = int(Fault.HEARTBEAT_LOST | Fault.RELEASED | Fault.FORCE_LIMIT)
 
 
 class MotorState(IntEnum):

@@ -12,7 +12,13 @@ The table side of the safety design lives here too:
   freewheels and pays out), sets `HEARTBEAT_LOST` and stays released until a FAULT_RESET;
 - a RELEASE command latches the same way;
 - FAULT_RESET is honoured only with ENABLE = 0, so a reset can never re-enable the drive by
-  itself: the controller must enable it again in a later write.
+  itself: the controller must enable it again in a later write. In one write FAULT_RESET is
+  applied before RELEASE, so a write carrying both leaves the table released;
+- the table's own FORCE_LIMIT: at it the table releases and latches `FORCE_LIMIT`;
+- the end of travel: no pull beyond TRAVEL_MAX, `TRAVEL_END` while the cable is there;
+- the angle of pull is clamped to ANGLE_MIN..ANGLE_MAX, follows its set-point with the drive
+  on or off, and holds still while the table is released;
+- SWITCH_PROMPT is obeyed only when the capability is advertised (`switch_prompt=True`).
 
 `ServedSimulator` puts a `ServedTable` behind a `RegisterServer` (the pymodbus adapter). Its
 server can be stopped and restarted while the table keeps running, which is what a broken
@@ -70,7 +76,11 @@ class ServedTable:
 
     def __init__(self, model: PatientModel, *, angle_deg: float = 0.0, rate_hz: float = 1000.0,
                  name: str = "spinedecomp served simulator", serial: str = "SIM-0001",
-                 switch_press_delay_s: float = 0.1, switch_press_s: float = 0.2) -> None:
+                 switch_press_delay_s: float = 0.1, switch_press_s: float = 0.2,
+                 switch_prompt: bool = True) -> None:
+        """A served table for `model`; `switch_prompt=False` leaves the SWITCH_PROMPT
+        capability out (the table then ignores the bit, and nobody presses the switch unless a
+        test sets the physics fault)."""
         if not 100.0 <= rate_hz <= 10000.0:
             raise ValueError(f"rate_hz must be within 100-10000 Hz, got {rate_hz:g}")
         self.sim = SimulatedTable(model, angle_deg=angle_deg)
@@ -80,7 +90,8 @@ class ServedTable:
         dyn = self.sim.info.dynamics
         self.identity = mr.Identity(
             capabilities=int(mr.Capability.LUMBAR | mr.Capability.CERVICAL
-                             | mr.Capability.SIMULATED | mr.Capability.SWITCH_PROMPT),
+                             | mr.Capability.SIMULATED
+                             | (mr.Capability.SWITCH_PROMPT if switch_prompt else 0)),
             force_limit_n=lim.force.absolute.hi,
             angle_min_deg=lim.angle.absolute.lo,
             angle_max_deg=lim.angle.absolute.hi,
@@ -103,7 +114,7 @@ class ServedTable:
         self._watchdog_reg = 0
         self._hb_t = self._t0
         self._armed = False
-        self._latched = 0  # latched fault bits (HEARTBEAT_LOST, RELEASED)
+        self._latched = 0  # latched fault bits (mr.FAULTS_LATCHED)
         self._bad_command = False
         self._enabled = False
         self._samples = 0
@@ -165,8 +176,22 @@ class ServedTable:
             self._latched |= mr.Fault.HEARTBEAT_LOST
             log.error("served table: no heartbeat for %.0f ms; released on its own (drive "
                       "disabled, reel paying out) until a fault reset", (now - self._hb_t) * 1e3)
+        if float(self.sim.state[ph.S_T]) >= self.identity.force_limit_n \
+                and not self._latched & mr.Fault.FORCE_LIMIT:
+            # The table's own limit, on its own force measurement (here the true tension),
+            # independent of the controller: release and latch.
+            self._latched |= mr.Fault.FORCE_LIMIT
+            log.error("served table: force limit %.0f N reached; released on its own until a "
+                      "fault reset", self.identity.force_limit_n)
         enable = want and not self._latched and c.mode == mr.Mode.VELOCITY
         self._enabled = enable
+        v = c.velocity_mm_s if enable else 0.0
+        if self._at_travel_end():
+            v = min(v, 0.0)  # end of travel: pay-out only
+        if self._latched:
+            angle = float(self.sim.state[ph.S_ANGLE])  # a released table moves nothing
+        else:
+            angle = min(max(c.angle_deg, self.identity.angle_min_deg), self.identity.angle_max_deg)
 
         flt = self.sim.faults
         if self._prompt_t is not None:
@@ -174,22 +199,23 @@ class ServedTable:
             pressed = self._switch_delay_s <= el < self._switch_delay_s + self._switch_press_s
             flt[ph.FLT_SWITCH_PRESSED] = 1.0 if pressed else 0.0
 
-        self.sim.write(ActuatorCommand(c.velocity_mm_s if enable else 0.0, c.angle_deg, enable,
-                                       c.heartbeat))
+        self.sim.write(ActuatorCommand(v, angle, enable, c.heartbeat))
         self.sim.advance(self.step_s)
         self._samples += 1
 
     # ---- register bank ---------------------------------------------------------------------
     def _faults(self) -> int:
-        s = self.sim.state
         bits = self._latched
         if self._bad_command:
             bits |= mr.Fault.BAD_COMMAND
-        if s[ph.S_XM] >= self.sim.params[ph.P_TRAVEL_MAX] - 1e-6:
+        if self._at_travel_end():
             bits |= mr.Fault.TRAVEL_END
         if self._enabled and self.sim.faults[ph.FLT_MOTOR_STALL] > 0.5:
             bits |= mr.Fault.MOTOR  # a real drive sees a following error
         return int(bits)
+
+    def _at_travel_end(self) -> bool:
+        return float(self.sim.state[ph.S_XM]) >= self.identity.travel_max_mm
 
     def _motor_state(self) -> int:
         if self._latched:
@@ -261,7 +287,9 @@ class ServedTable:
             if cmd.control & mr.Control.RELEASE and not self._latched & mr.Fault.RELEASED:
                 self._latched |= mr.Fault.RELEASED
                 log.warning("served table: RELEASE ordered by the controller: drive disabled")
-            prompt = bool(cmd.control & mr.Control.SWITCH_PROMPT)
+            # Without the capability the bit is accepted and ignored (section 3.5).
+            prompt = bool(cmd.control & mr.Control.SWITCH_PROMPT) and \
+                self.identity.has(mr.Capability.SWITCH_PROMPT)
             if prompt and self._prompt_t is None:
                 self._prompt_t = now
                 log.info("served table: prompting the patient to press the stop switch")
@@ -306,6 +334,12 @@ class ServedTable:
                 velocity_cmd_mm_s=self._cmd.velocity_mm_s,
             )
 
+    def set_param(self, index: int, value: float) -> None:
+        """Set one physics parameter (`spinedecomp.device.physics.P_*`), e.g. a faster angle
+        actuator or a looser harness for a test of the table's own limits."""
+        with self._lock:
+            self.sim.params[index] = value
+
     def set_fault(self, index: int, value: float) -> None:
         """Set one physics fault flag (`spinedecomp.device.physics.FLT_*`)."""
         with self._lock:
@@ -316,8 +350,11 @@ class ServedSimulator:
     """A served table plus its Modbus TCP server; use as a context manager."""
 
     def __init__(self, model: PatientModel, *, host: str = "127.0.0.1", port: int = 0,
-                 rate_hz: float = 1000.0, angle_deg: float = 0.0) -> None:
-        self.table = ServedTable(model, angle_deg=angle_deg, rate_hz=rate_hz)
+                 rate_hz: float = 1000.0, angle_deg: float = 0.0,
+                 switch_prompt: bool = True) -> None:
+        """A served table for `model` on host:port (0 = any free port)."""
+        self.table = ServedTable(model, angle_deg=angle_deg, rate_hz=rate_hz,
+                                 switch_prompt=switch_prompt)
         self.host = host
         self.port = port
         self._server: RegisterServer | None = None

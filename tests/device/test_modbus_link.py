@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import math
 import socket
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -17,7 +19,7 @@ from spinedecomp.device import physics as ph
 from spinedecomp.device.factory import open_table
 from spinedecomp.device.modbus import LinkPolicy, ModbusTable
 from spinedecomp.device.modbus_adapter import DeviceRefused, ModbusClient, RegisterServer
-from spinedecomp.device.served import ServedSimulator
+from spinedecomp.device.served import ServedSimulator, ServedTable
 from spinedecomp.device.table import ActuatorCommand, Table
 
 from .helpers import MODEL, SERVED_ANGLE_DEG, LinkProxy, wait_until
@@ -271,5 +273,191 @@ def test_a_table_that_stops_sampling_is_not_trusted(served: ServedSimulator) -> 
         served.table.stop()  # firmware hang: the Modbus stack answers, SAMPLE stops
         assert wait_until(lambda: not table.read().comm_ok, FAST.stale_s + 0.5)
         assert not table.link_lost  # the link is fine; the table is not
+    finally:
+        table.close()
+
+
+# ---- the table's own release, ordered by the driver (sections 4.2, 5.4) ----------------------
+SLOW_WATCHDOG = replace(FAST, watchdog_ms=2000)  # the watchdog stays out of these tests' way
+
+
+def held_control(port: int) -> int:
+    """CONTROL as the table last accepted it, read by a second client."""
+    c = ModbusClient("127.0.0.1", port, timeout_s=1.0)
+    c.open()
+    try:
+        return c.read_holding(mr.COMMAND.field("CONTROL").address, 1)[0]
+    finally:
+        c.close()
+
+
+def test_release_is_latched_in_every_following_write(served: ServedSimulator) -> None:
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
+    try:
+        pull(table, 0.3)
+        table.release()
+        assert table.release_ordered and table.release_delivered
+        st = served.table.status()
+        assert st.faults & mr.Fault.RELEASED and st.motor_state == mr.MotorState.RELEASED
+        pull(table, 0.2)  # the engine keeps asking for ENABLE ...
+        assert held_control(served.port) == mr.Control.RELEASE  # ... the driver sends RELEASE
+        assert not served.table.status().enabled
+    finally:
+        table.close()
+    assert held_control(served.port) == mr.Control.RELEASE
+
+
+def test_a_session_that_kept_its_link_closes_without_a_release(served: ServedSimulator) -> None:
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
+    pull(table, 0.3)
+    table.close()
+    st = served.table.status()
+    assert not st.faults & mr.FAULTS_LATCHED and st.motor_state == mr.MotorState.DISABLED
+
+
+def test_release_ordered_while_the_link_is_down_goes_out_on_reconnect(
+        served: ServedSimulator) -> None:
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
+    try:
+        pull(table, 0.3)
+        served.stop_server()  # the cable is cut
+        assert not table.read().comm_ok and table.link_lost
+        table.release()  # cannot be delivered now
+        assert table.release_ordered and not table.release_delivered
+        assert not served.table.status().faults & mr.Fault.RELEASED
+        served.start_server()
+        assert wait_until(lambda: (table.read(), table.stats.reconnects)[1] >= 1, 3.0)
+        assert table.release_delivered
+        st = served.table.status()
+        assert st.faults & mr.Fault.RELEASED and st.motor_state == mr.MotorState.RELEASED
+    finally:
+        table.close()
+
+
+def test_release_is_tried_even_after_the_driver_gave_up(served: ServedSimulator) -> None:
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
+    try:
+        pull(table, 0.3)
+        served.stop_server()
+        assert wait_until(lambda: (table.read(), table.stats.gave_up)[1], 3.0)
+        served.start_server()
+        table.release()
+        assert table.release_delivered
+        assert served.table.status().faults & mr.Fault.RELEASED
+    finally:
+        table.close()
+
+
+def test_close_after_a_lost_link_orders_the_tables_release(served: ServedSimulator) -> None:
+    # An outage shorter than the watchdog: the table did not release on its own, and a table
+    # whose disabled drive holds the cable would keep the force without the order.
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
+    try:
+        pull(table, 0.3)
+        served.stop_server()
+        assert not table.read().comm_ok
+        served.start_server()
+        assert wait_until(lambda: (table.read(), table.stats.reconnects)[1] >= 1, 3.0)
+        assert not served.table.status().faults & mr.FAULTS_LATCHED
+    finally:
+        table.close()
+    st = served.table.status()
+    assert st.faults & mr.Fault.RELEASED and st.motor_state == mr.MotorState.RELEASED
+
+
+def test_close_delivers_a_pending_release_when_the_link_returns(served: ServedSimulator) -> None:
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
+    pull(table, 0.3)
+    served.stop_server()
+    assert not table.read().comm_ok
+    table.release()
+    assert not table.release_delivered
+    served.start_server()
+    table.close()  # no read in between: close itself reconnects to deliver
+    assert table.release_delivered
+    assert served.table.status().faults & mr.Fault.RELEASED
+
+
+# ---- the set-up switch test and the prompt capability ------------------------------------------
+class _Recording:
+    """A served table that notes every CONTROL value written to it."""
+
+    def __init__(self, table: ServedTable) -> None:
+        self.table = table
+        self.controls: list[int] = []
+
+    def read_input(self, address: int, count: int) -> list[int] | int:
+        return self.table.read_input(address, count)
+
+    def read_holding(self, address: int, count: int) -> list[int] | int:
+        return self.table.read_holding(address, count)
+
+    def write_holding(self, address: int, values: Sequence[int]) -> int | None:
+        ctrl = mr.COMMAND.field("CONTROL").address
+        if address <= ctrl < address + len(values):
+            self.controls.append(int(values[ctrl - address]))
+        return self.table.write_holding(address, values)
+
+
+@pytest.mark.parametrize("advertised", [True, False])
+def test_switch_prompt_is_sent_only_to_a_table_that_advertises_it(advertised: bool) -> None:
+    table = ServedTable(MODEL, angle_deg=SERVED_ANGLE_DEG, switch_prompt=advertised)
+    bank = _Recording(table)
+    table.start()
+    srv = RegisterServer(bank)
+    port = srv.start()
+    try:
+        drv = ModbusTable.connect("127.0.0.1", port,
+                                  policy=replace(FAST, switch_test_timeout_s=5.0))
+        if not advertised:
+            # Nobody prompts: the operator asks, the patient presses (here: the test).
+            def press() -> None:
+                wait_until(lambda: False, 0.3)
+                table.set_fault(ph.FLT_SWITCH_PRESSED, 1.0)
+                wait_until(lambda: False, 0.3)
+                table.set_fault(ph.FLT_SWITCH_PRESSED, 0.0)
+
+            threading.Thread(target=press, daemon=True).start()
+        try:
+            assert drv.test_patient_switch()
+        finally:
+            drv.close()
+        prompted = any(c & mr.Control.SWITCH_PROMPT for c in bank.controls)
+        assert prompted == advertised
+        assert bool(drv.identity.capabilities & mr.Capability.SWITCH_PROMPT) == advertised
+    finally:
+        srv.stop()
+        table.stop()
+
+
+def test_a_table_without_the_capability_ignores_the_prompt_bit() -> None:
+    with ServedSimulator(MODEL, angle_deg=SERVED_ANGLE_DEG, switch_prompt=False) as sim:
+        c = ModbusClient("127.0.0.1", sim.port, timeout_s=1.0)
+        c.open()
+        try:
+            c.write_holding(mr.COMMAND.field("CONTROL").address, [int(mr.Control.SWITCH_PROMPT)])
+            assert not wait_until(lambda: mr.decode_readings(
+                c.read_input(0, mr.READINGS.count)).switch_b == 1, 0.6)
+        finally:
+            c.close()
+
+
+# ---- angle of pull ---------------------------------------------------------------------------
+def test_angle_set_points_beyond_the_limits_are_clamped(served: ServedSimulator) -> None:
+    served.table.set_param(ph.P_ANGLE_RATE, 50.0)  # the rule, not the actuator's speed
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
+    try:
+        seen: list[float] = []
+        for target, limit in ((55.0, 35.0), (-22.0, -2.0)):
+            def at_limit(target: float = target, limit: float = limit) -> bool:
+                fr = table.read()
+                seen.append(fr.angle_deg)
+                table.write(ActuatorCommand(0.0, target, False, 0))
+                return abs(fr.angle_deg - limit) < 0.01
+
+            assert wait_until(at_limit, 5.0)
+            wait_until(lambda: False, 0.3)
+            assert table.read().angle_deg == pytest.approx(limit, abs=0.01)
+        assert max(seen) <= 35.0 + 0.01 and min(seen) >= -2.0 - 0.01
     finally:
         table.close()

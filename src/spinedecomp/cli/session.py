@@ -192,6 +192,17 @@ def simulate(
         # 100 Hz over Modbus: 50x the force loop's bandwidth, and the round trips of real
         # firmware fit with margin (docs/device-protocol.md).
         rate = rate_hz if rate_hz is not None else (100.0 if real_table else 1000.0)
+        if real_table:
+            # The URL may name the rate this table is run at (?rate_hz=); it is checked
+            # here, before anything connects, and must agree with an explicit --rate-hz.
+            from spinedecomp.device.factory import parse_modbus_url
+
+            url_rate = parse_modbus_url(device).rate_hz
+            if url_rate is not None:
+                if rate_hz is not None and rate_hz != url_rate:
+                    fail(f"--rate-hz {rate_hz:g} disagrees with the device URL's rate_hz="
+                         f"{url_rate:g}; give one or make them equal", code=EXIT_INVALID)
+                rate = url_rate
         spec = SessionSpec(protocol=proto, body_weight_kg=weight_kg, rate_hz=rate,
                            speed=parse_speed(speed), device=device, seed=seed, noise=noise,
                            split_table=split_table, confirm_high_force=confirm,

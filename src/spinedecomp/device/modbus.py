@@ -27,6 +27,17 @@ Reconnect policy (documented in docs/device-protocol.md, tested in tests/device)
 - the driver never sends FAULT_RESET except in `connect`: a table that released on its own
   (heartbeat watchdog) stays released across a reconnect;
 - after the last attempt the driver gives up; the table's own watchdog has released it.
+
+The table's own RELEASE (docs/device-protocol.md sections 4.2 and 5.4) is the last resort:
+- `release()` orders it at once, reconnecting first if the link is down (one attempt bounded
+  by the I/O timeout, even after the driver gave up: an explicit order is worth one more
+  try), and from then on every command write carries RELEASE instead of ENABLE (latched in
+  the driver as it is on the table);
+- an order that could not be delivered stays pending: the first write after a reconnect
+  delivers it, and `close()` makes a last few bounded attempts;
+- `close()` also orders it when the link was lost in this session, even if nobody called
+  `release()`: an outage shorter than WATCHDOG_MS leaves a table that holds its cable on a
+  disabled drive (a brake) unreleased otherwise.
 """
 
 from __future__ import annotations
@@ -61,6 +72,9 @@ class LinkPolicy:
     watchdog_ms: int = mr.WATCHDOG_DEFAULT_MS  # table-side heartbeat watchdog
     stale_s: float = 0.05  # a SAMPLE counter that stops this long = the table is not sampling
     switch_test_timeout_s: float = 30.0  # the patient presses and releases within this
+    # Attempts `close()` makes to deliver a pending RELEASE (each bounded by io_timeout_s,
+    # waits doubling from backoff_s): bounded, since the table's watchdog releases anyway.
+    release_attempts: int = 3
 
 
 @dataclass
@@ -134,7 +148,8 @@ class ModbusTable:
         self._info = _info(identity)
         self._frame = _frame(readings, True)
         self._hb = 0
-        self._released = False
+        self._released = False  # RELEASE ordered: every later write carries it
+        self._release_pending = False  # ordered but not yet acknowledged by the table
         self._link_lost = False  # latched for the life of this object (one session)
         self._write_failed = False
         self._attempts = 0
@@ -145,6 +160,8 @@ class ModbusTable:
         self._faults = readings.faults
         self._warned_stale = False
         self._warned_refused = False
+        self._last_cmd = ActuatorCommand(0.0, self._frame.angle_deg if math.isfinite(
+            self._frame.angle_deg) else 0.0, False, 0)
 
     @property
     def url(self) -> str:
@@ -239,7 +256,9 @@ class ModbusTable:
         self._hb = (self._hb + 1) & 0xFFFF
         control = int(mr.Control.ENABLE) if cmd.enable else 0
         if self._released:
+            # Latched: once ordered, RELEASE replaces ENABLE in every write of the session.
             control = int(mr.Control.RELEASE)
+        self._last_cmd = cmd
         regs = mr.encode_command(mr.Command(heartbeat=self._hb, control=control,
                                             velocity_mm_s=cmd.velocity_mm_s,
                                             angle_deg=cmd.angle_deg))
@@ -255,6 +274,8 @@ class ModbusTable:
             self._link_failed(time.monotonic(), str(exc))
         else:
             self.stats.writes += 1
+            if self._released and self._release_pending:
+                self._release_delivered()
 
     def advance(self, dt: float) -> None:
         """A real table runs on its own: nothing to do (the engine's clock waits)."""
@@ -271,12 +292,15 @@ class ModbusTable:
             log.error("patient switch test: switch not idle (A=%g, B=%g): unplugged, pressed or "
                       "a wiring fault", fr.switch_a, fr.switch_b)
             return False
-        if not self.identity.has(mr.Capability.SWITCH_PROMPT):
+        prompt = self.identity.has(mr.Capability.SWITCH_PROMPT)
+        if not prompt:
             log.warning("ask the patient to press and release the stop switch now")
         pressed = False
         ok = False
         try:
-            self._write_control(int(mr.Control.SWITCH_PROMPT))
+            if prompt:
+                # Only a table that advertises the capability is sent the bit (section 3.5).
+                self._write_control(int(mr.Control.SWITCH_PROMPT))
             deadline = time.monotonic() + self.policy.switch_test_timeout_s
             while time.monotonic() < deadline:
                 fr = self._fresh()
@@ -293,7 +317,8 @@ class ModbusTable:
             return False
         finally:
             try:
-                self._write_control(0)
+                if prompt:
+                    self._write_control(0)
             except (LinkError, DeviceRefused) as exc:
                 log.error("patient switch test: could not clear the prompt: %s", exc)
                 ok = False
@@ -303,29 +328,55 @@ class ModbusTable:
         return ok
 
     def release(self) -> None:
-        """Order the table's own release (best effort); every later write keeps ordering it.
-        If the order cannot be delivered, the table's heartbeat watchdog releases anyway."""
+        """Order the table's own release now (sections 4.2, 5.4): one attempt, reconnecting
+        first if the link is down, bounded by the I/O timeout. Every later write carries
+        RELEASE; an order not delivered now is delivered by the first write after a
+        reconnect, or by `close()`. If it never arrives, the table's heartbeat watchdog
+        releases anyway."""
+        if not self._released:
+            log.warning("ordering the table's own release (%s)", self.url)
         self._released = True
-        log.warning("ordering the table's own release (%s)", self.url)
-        try:
-            if not self._client.is_open:
-                self._client.open()
-            self._write_control(int(mr.Control.RELEASE))
-        except (LinkError, DeviceRefused) as exc:
-            log.error("release order could not be delivered (%s); the table's watchdog "
-                      "releases on its own within %d ms of the last heartbeat", exc,
-                      self.policy.watchdog_ms)
+        self._release_pending = True
+        self._deliver_release()
+
+    @property
+    def release_ordered(self) -> bool:
+        """True once the table's own RELEASE was ordered in this session (latched)."""
+        return self._released
+
+    @property
+    def release_delivered(self) -> bool:
+        """True once a write carrying RELEASE was acknowledged by the table."""
+        return self._released and not self._release_pending
 
     def close(self) -> None:
-        """Disable the drive (best effort) and close the connection."""
+        """Disable the drive (best effort) and close the connection. After a lost link, or
+        with a RELEASE ordered but not yet delivered, order the table's own RELEASE (a few
+        bounded attempts) instead of merely disabling."""
         try:
-            if self._client.is_open:
+            if self._link_lost and not self._released:
+                log.warning("the link to %s was lost in this session: ordering the table's own "
+                            "release on close", self.url)
+                self._released = True
+                self._release_pending = True
+            if self._release_pending:
+                wait = self.policy.backoff_s
+                for attempt in range(max(1, self.policy.release_attempts)):
+                    if attempt:
+                        time.sleep(wait)  # the session is over: waiting costs nothing
+                        wait = min(2.0 * wait, self.policy.backoff_max_s)
+                    if self._deliver_release():
+                        break
+            elif self._client.is_open:
                 self._write_control(int(mr.Control.RELEASE) if self._released else 0)
         except (LinkError, DeviceRefused) as exc:
             log.warning("could not disable the drive on close (%s); the table's watchdog "
                         "releases on its own", exc)
         finally:
             self._client.close()
+        if self._release_pending:
+            log.error("the RELEASE order never reached %s; the table's watchdog releases on its "
+                      "own within %d ms of the last heartbeat", self.url, self.policy.watchdog_ms)
         if self.stats.failures or self.stats.refused:
             log.warning("link to %s: %d link error(s), %d refused request(s), %d reconnect(s) "
                         "in %d attempt(s); last error: %s", self.url, self.stats.failures,
@@ -340,6 +391,34 @@ class ModbusTable:
 
     def _write_control(self, control: int) -> None:
         self._client.write_holding(mr.COMMAND.field("CONTROL").address, [control])
+
+    def _deliver_release(self) -> bool:
+        """One attempt to write the whole command block with RELEASE (and a new heartbeat);
+        True once delivered. Reconnects first if needed, even after the driver gave up."""
+        if not self._release_pending:
+            return True
+        self._hb = (self._hb + 1) & 0xFFFF
+        c = self._last_cmd
+        regs = mr.encode_command(mr.Command(heartbeat=self._hb, control=int(mr.Control.RELEASE),
+                                            angle_deg=c.angle_deg))
+        try:
+            if not self._client.is_open:
+                self._client.open()
+            self._client.write_holding(mr.COMMAND.address, regs)
+        except (LinkError, DeviceRefused) as exc:
+            if isinstance(exc, LinkError):
+                self._client.close()
+            self.stats.last_error = str(exc)
+            log.error("release order could not be delivered to %s (%s); retried on the next "
+                      "reconnect and on close", self.url, exc)
+            return False
+        self.stats.writes += 1
+        self._release_delivered()
+        return True
+
+    def _release_delivered(self) -> None:
+        self._release_pending = False
+        log.warning("the table at %s acknowledged the RELEASE order", self.url)
 
     def _fresh(self) -> SensorFrame:
         self._frame = self._fetch(time.monotonic())
@@ -435,4 +514,7 @@ class ModbusTable:
                     "(the link was lost in this session)", self.url, self._attempts)
         self._attempts = 0
         self._backoff = self.policy.backoff_s
-        return True
+        if self._release_pending:
+            # A RELEASE ordered while the link was down goes out first thing.
+            self._deliver_release()
+        return self._client.is_open

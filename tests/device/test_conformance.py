@@ -150,3 +150,14 @@ def test_reference_table_runs_as_a_standalone_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ}).stdout.strip()
     assert out == "[]"
+
+
+def test_every_rule_is_documented_with_its_section() -> None:
+    from pathlib import Path
+
+    from spinedecomp.device.conformance import RULES
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "device-protocol.md").read_text()
+    for rule in RULES:
+        assert f"| `{rule.name}` ({rule.section}" in text, rule.name
+        assert f"### {rule.section} " in text, rule.section

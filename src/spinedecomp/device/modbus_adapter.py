@@ -1,4 +1,6 @@
-"""The only module that imports pymodbus: a small client and a small server in our own terms.
+"""The only module of spinedecomp proper that imports pymodbus: a small client and a small
+server in our own terms. (`reference_table` imports pymodbus too, on purpose: it is the table
+maker's standalone starting point and must not depend on spinedecomp.)
 
 Everything else (driver, served simulator, tests, benchmark) talks to these two classes, so a
 change of pymodbus version (its API moved a lot between 3.6 and 3.16) is absorbed here.

@@ -105,13 +105,14 @@ def _run_on(plant_effort: float, *faults: str) -> tuple[SessionEngine, np.ndarra
 
 
 def test_common_mode_drift_of_both_cells_is_caught_by_the_drive_effort() -> None:
-    # Issue 12.4: both cells drifting -40 N/s used to let true force reach 3,849 N.
-    eng, tel = _run_on(1.05, "30:loadcell-drift:a:-40", "30:loadcell-drift:b:-40")
+    # Issue 12.4: both cells drifting -40 N/s used to let true force reach 3,849 N. The effort
+    # channel reads 7 % high (its own gain error), which the calibration takes out.
+    eng, tel = _run_on(1.07, "30:loadcell-drift:a:-40", "30:loadcell-drift:b:-40")
     first = eng.alarms[0]
     assert first.kind == "force-implausible"
-    assert first.t - 30.0 <= 3.0
+    assert first.t - 30.0 <= 1.0  # the effort was calibrated against the cells before
     f = tel[:, COL["force_true_n"]]
-    assert f.max() <= 353.3 + 150.0  # the clamp (353 N) plus what 3 s of drift could add
+    assert f.max() <= 353.3 + 45.0  # the clamp (353 N) plus what 1 s of drift could add
     assert f[-1] <= eng.safety.safe_n  # released on the effort, not on the failed cells
 
 

@@ -64,12 +64,15 @@ class SafetyConfig:
     frozen_min_force_n: float = 20.0
     effort_margin_n: float = 40.0
     effort_margin_rel: float = 0.20
-    effort_s: float = 0.300
+    effort_s: float = 0.200
     drop_n: float = 40.0
     drop_rel: float = 0.25
     drop_window_s: float = 0.5
     drop_payout_mm: float = 0.05
     frozen_kmax_n_mm: float = 150.0  # the envelope's stiffest plant (docs/control.md)
+    effort_learn_s: float = 20.0
+    effort_cal_n: float = 25.0
+    effort_cal_rel: float = 0.06
     clamp_ramp_n_s: float = 125.0
     rate_filter_hz: float = 4.0
     tare_limit_n: float = 30.0  # a cell offset beyond this at set-up is a fault, not a tare
@@ -102,6 +105,7 @@ class SafetyConfig:
             effort_margin_n=40.0 if region is Region.LUMBAR else 15.0,
             drop_n=40.0 if region is Region.LUMBAR else 15.0,
             frozen_kmax_n_mm=150.0 if region is Region.LUMBAR else 40.0,
+            effort_cal_n=25.0 if region is Region.LUMBAR else 10.0,
             frozen_change_n=1.0 if region is Region.LUMBAR else 0.5,
             frozen_min_force_n=20.0 if region is Region.LUMBAR else 8.0,
             clamp_ramp_n_s=125.0 if region is Region.LUMBAR else 40.0,
@@ -169,6 +173,9 @@ class SafetyConfig:
         zp[zl.ZP_DROP_S] = self.drop_window_s
         zp[zl.ZP_DROP_X] = self.drop_payout_mm
         zp[zl.ZP_FROZEN_KMAX] = self.frozen_kmax_n_mm
+        zp[zl.ZP_EFF_LEARN_S] = self.effort_learn_s
+        zp[zl.ZP_EFF_CAL_N] = self.effort_cal_n
+        zp[zl.ZP_EFF_CAL_REL] = self.effort_cal_rel
         zp[zl.ZP_CLAMP_RAMP] = self.clamp_ramp_n_s
         zp[zl.ZP_RATE_FILT_HZ] = self.rate_filter_hz
         if dt is not None:

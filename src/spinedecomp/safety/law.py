@@ -111,7 +111,9 @@ Z_DROP_F = 54  # reference force of the force-drop check, N
 Z_DROP_X = 55  # cable position at that reference, mm
 Z_DROP_T = 56  # time of that reference, s
 Z_IMPLAUSIBLE = 57  # 1 once both cells were found under-reading (force plausibility)
-N_ZSTATE = 58
+Z_EFF_RATIO = 58  # drive effort / cell force, learnt while the cells agree
+Z_EFF_LEARN = 59  # seconds of loaded, agreeing samples the ratio was learnt over
+N_ZSTATE = 60
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -164,7 +166,10 @@ ZP_DROP_REL = 46
 ZP_DROP_S = 47  # ... within this window ...
 ZP_DROP_X = 48  # ... while the cable paid out less than this, mm: cells or harness failed
 ZP_FROZEN_KMAX = 49  # stiffest plant the envelope allows at the cell, N/mm
-N_ZPARAM = 50
+ZP_EFF_LEARN_S = 50  # loaded time over which the effort is calibrated against the cells, s
+ZP_EFF_CAL_N = 51  # band around the calibrated effort, N ...
+ZP_EFF_CAL_REL = 52  # ... or this fraction of it, whichever is larger
+N_ZPARAM = 53
 
 MAX_ALARMS = 64
 # alarm record columns
@@ -392,7 +397,21 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
         if math.isnan(z[Z_EFF_F]):
             z[Z_EFF_F] = effort
         z[Z_EFF_F] += a * (effort - z[Z_EFF_F])
-        low = z[Z_EFF_F] - z[Z_FILT] > max(zp[ZP_EFFORT_N], zp[ZP_EFFORT_REL] * z[Z_EFF_F])
+        # Calibrate the effort against the cells while they agree, over the first
+        # `ZP_EFF_LEARN_S` seconds under load, then freeze it: a drift that starts later cannot
+        # be learnt away. Until then only the wide band (channel gain error and friction).
+        loaded = z[Z_FILT] > zp[ZP_DROP_N]
+        agree = va and vb and abs(fa - fb) < 0.5 * zp[ZP_DISAGREE_N]
+        if loaded and agree and z[Z_EFF_LEARN] < zp[ZP_EFF_LEARN_S]:
+            z[Z_EFF_LEARN] += dt
+            w = min(1.0, dt / min(2.0, z[Z_EFF_LEARN]))
+            z[Z_EFF_RATIO] += w * (z[Z_EFF_F] / z[Z_FILT] - z[Z_EFF_RATIO])
+        wide = z[Z_EFF_F] - z[Z_FILT] > max(zp[ZP_EFFORT_N], zp[ZP_EFFORT_REL] * z[Z_EFF_F])
+        low = wide
+        if z[Z_EFF_LEARN] >= zp[ZP_EFF_LEARN_S] and z[Z_EFF_RATIO] > 0.0:
+            expected = z[Z_EFF_F] / z[Z_EFF_RATIO]
+            low = wide or expected - z[Z_FILT] > max(zp[ZP_EFF_CAL_N],
+                                                     zp[ZP_EFF_CAL_REL] * expected)
         if _timer(z, Z_T_EFF, low and link_up, dt) >= zp[ZP_EFFORT_S]:
             # Both cells under-read: neither is trusted for the release (it runs on the
             # effort); the ramp starts from the effort, the better estimate of the load.

@@ -107,12 +107,13 @@ def test_help_and_docs_list_the_exit_codes() -> None:
     r = runner.invoke(app, ["session", "simulate", "--help"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
     text = " ".join(r.stdout.split())
-    for line in ("0 completed", "2 not started", "3 aborted", "4 refused at set-up"):
+    for line in ("0 completed", "2 not started", "3 aborted", "4 refused at set-up",
+                 "5 completed, but the record is not"):
         assert line in text, line
     doc = (ROOT / "docs" / "control.md").read_text(encoding="utf-8")
     section = doc[doc.index("### Exit codes"):]
     for code, word in ((0, "completed"), (2, "not started"), (3, "aborted"),
-                       (4, "refused at set-up")):
+                       (4, "refused at set-up"), (5, "completed but not stored")):
         assert f"| {code} | **{word}**" in section
 
 

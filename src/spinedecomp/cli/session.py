@@ -170,11 +170,12 @@ def simulate(
 ) -> None:
     """Run a protocol closed-loop and show what happened.
 
-    Exit codes (the --json summary is printed for 0 and 3):
+    Exit codes (the --json summary is printed for 0, 3 and 5):
     0  completed
     2  not started: invalid input, or table or database unreachable
     3  aborted (alarm, patient or operator stop, signal): the table was released
     4  refused at set-up (patient switch, load cells): no force applied
+    5  completed, but the record is not (all) stored (the reason on stderr)
     """
     if fmt not in ("csv", "parquet"):
         fail(f"--format must be csv or parquet, got '{fmt}'")

@@ -311,8 +311,9 @@ def test_a_session_that_kept_its_link_closes_without_a_release(served: ServedSim
     table = ModbusTable.connect("127.0.0.1", served.port, policy=SLOW_WATCHDOG)
     pull(table, 0.3)
     table.close()
-    st = served.table.status()
-    assert not st.faults & mr.FAULTS_LATCHED and st.motor_state == mr.MotorState.DISABLED
+    # The table applies the write at its next sample.
+    assert wait_until(lambda: served.table.status().motor_state == mr.MotorState.DISABLED, 1.0)
+    assert not served.table.status().faults & mr.FAULTS_LATCHED
 
 
 def test_release_ordered_while_the_link_is_down_goes_out_on_reconnect(

@@ -341,6 +341,10 @@ class SessionEngine:
         if cmd.kind == "operator-stop":
             self.inp[fused.IN_OP_STOP] = 1.0
             self._event("command", f"operator stop by {cmd.user}: {cmd.reason or 'STOP pressed'}")
+            if cmd.reason and self._abort_reason is None and self.z[zl.Z_TRIPPED] == 0.0:
+                # Who stopped and why (the store ordering a release says what failed), not
+                # only the alarm's generic "operator pressed STOP".
+                self._abort_reason = f"operator-stop by {cmd.user}: {cmd.reason}"
         elif cmd.kind == "acknowledge":
             self.acknowledge(cmd.user)
         elif releasing:

@@ -250,7 +250,9 @@ def test_reconnect_policy_is_bounded_with_backoff(served: ServedSimulator) -> No
 
 
 def test_reconnect_after_a_cut_cable_keeps_the_table_released(served: ServedSimulator) -> None:
-    table = ModbusTable.connect("127.0.0.1", served.port, policy=FAST)
+    # A 400 ms watchdog: a loaded test machine that stalls this process for 100 ms while it
+    # pulls must not release the table before the cable is cut.
+    table = ModbusTable.connect("127.0.0.1", served.port, policy=replace(FAST, watchdog_ms=400))
     try:
         pull(table, 0.8)
         assert served.table.status().enabled

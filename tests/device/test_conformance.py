@@ -22,6 +22,9 @@ from .helpers import MODEL, SERVED_ANGLE_DEG, ServeProcess
 
 runner = CliRunner()
 WATCHDOG_RULES = {"watchdog-release", "watchdog-same-heartbeat", "watchdog-latched"}
+# The rules' watchdog: long enough that a stall of this (shared, loaded) test process between
+# two heartbeats does not release the table in the middle of a rule.
+WD = 300
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,7 +44,7 @@ def reference() -> Iterator[ReferenceServer]:
 
 
 def test_the_reference_table_passes_every_rule(reference: ReferenceServer) -> None:
-    results = run_conformance("127.0.0.1", reference.port)
+    results = run_conformance("127.0.0.1", reference.port, watchdog_ms=WD)
     assert [r.rule for r in results] == list(RULE_NAMES)
     assert failures(results) == {}
     limits = next(r for r in results if r.rule == "limits")
@@ -56,7 +59,7 @@ def test_the_served_simulator_passes_every_rule() -> None:
             # The simulated actuator turns at 2 deg/s; the clamp rule waits for it to reach
             # both limits, so turn it faster (the rule is the same at any rate).
             sim.table.set_param(ph.P_ANGLE_RATE, 20.0)
-            results = run_conformance("127.0.0.1", sim.port)
+            results = run_conformance("127.0.0.1", sim.port, watchdog_ms=WD)
     finally:
         sys.setswitchinterval(old)
     assert failures(results) == {}
@@ -65,7 +68,7 @@ def test_the_served_simulator_passes_every_rule() -> None:
 
 def test_a_table_without_a_watchdog_fails_the_watchdog_rules_and_only_those() -> None:
     with ReferenceServer(ReferenceTable(watchdog=False)) as srv:
-        results = run_conformance("127.0.0.1", srv.port)
+        results = run_conformance("127.0.0.1", srv.port, watchdog_ms=WD)
     failed = failures(results)
     assert set(failed) == WATCHDOG_RULES, failed
     assert "no release" in failed["watchdog-release"]
@@ -87,7 +90,7 @@ def test_a_table_that_does_not_clamp_the_angle_fails_the_clamp_rule() -> None:
 def test_travel_end_stops_the_pull_and_is_not_latched() -> None:
     # A soft load: the cable reaches the end of travel long before the force limit.
     with ReferenceServer(ReferenceTable(stiffness_n_per_mm=0.5, velocity_max_mm_s=150.0)) as srv:
-        results = run_conformance("127.0.0.1", srv.port, only=("limits",))
+        results = run_conformance("127.0.0.1", srv.port, only=("limits",), watchdog_ms=WD)
     assert failures(results) == {}
     assert "TRAVEL_MAX" in results[0].detail and "not latched" in results[0].detail
 
@@ -97,7 +100,7 @@ def test_served_travel_end_over_the_wire() -> None:
         # A harness far looser than the cable is long: the pull meets the end of travel.
         sim.table.set_param(ph.P_SLACK, 1000.0)
         sim.table.set_param(ph.P_VMAX, 150.0)
-        results = run_conformance("127.0.0.1", sim.port, only=("limits",))
+        results = run_conformance("127.0.0.1", sim.port, only=("limits",), watchdog_ms=WD)
     assert failures(results) == {}
     assert "TRAVEL_MAX" in results[0].detail
 

@@ -171,6 +171,9 @@ def conformance(
     device: str = typer.Argument(..., help="modbus://HOST:PORT"),
     rule: list[str] = typer.Option([], "--rule", help="Run only this rule (repeatable)."),
     timeout_s: float = typer.Option(1.0, "--timeout-s", help="Timeout of each transaction."),
+    watchdog_ms: int = typer.Option(100, "--watchdog-ms",
+                                    help="WATCHDOG_MS the rules run with (20-2000); longer on a "
+                                         "loaded host."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per rule)."),
 ) -> None:
     """Check a table against every table-side rule of docs/device-protocol.md; pass/fail per
@@ -194,7 +197,7 @@ def conformance(
 
     try:
         results = run_conformance(url.host, url.port, timeout_s=timeout_s, only=tuple(rule),
-                                  report=show)
+                                  watchdog_ms=watchdog_ms, report=show)
     except ValueError as exc:
         fail(str(exc))
     failed = [r for r in results if not r.passed]

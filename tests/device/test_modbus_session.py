@@ -178,6 +178,9 @@ def test_cable_cut_then_restored(served: ServedSimulator) -> None:
     assert run.table.stats.reconnects >= 1
     st = served.table.status()
     assert st.faults & mr.Fault.HEARTBEAT_LOST and st.motor_state == mr.MotorState.RELEASED
+    # A session that lost its link ends by ordering the table's own release as well (section
+    # 5.4): a table whose disabled drive held the cable would otherwise keep the force.
+    assert st.faults & mr.Fault.RELEASED and run.table.release_delivered
 
 
 def test_replies_delayed_past_the_timeout(served: ServedSimulator) -> None:
@@ -201,6 +204,7 @@ def test_malformed_replies(served: ServedSimulator) -> None:
         run = run_faulted(proxy.port, corrupt)
     assert_controlled_release(run, served)
     assert run.table.stats.failures >= 1
+    assert served.table.status().faults & mr.Fault.RELEASED  # ordered on close after the loss
 
 
 def test_register_read_errors(served: ServedSimulator) -> None:

@@ -73,6 +73,9 @@ class SafetyConfig:
     effort_learn_s: float = 20.0
     effort_cal_n: float = 25.0
     effort_cal_rel: float = 0.06
+    release_x_tol_mm: float = 2.0
+    release_v_min_mm_s: float = 10.0
+    freewheel_max_s: float = 30.0
     clamp_ramp_n_s: float = 125.0
     rate_filter_hz: float = 4.0
     tare_limit_n: float = 30.0  # a cell offset beyond this at set-up is a fault, not a tare
@@ -176,6 +179,9 @@ class SafetyConfig:
         zp[zl.ZP_EFF_LEARN_S] = self.effort_learn_s
         zp[zl.ZP_EFF_CAL_N] = self.effort_cal_n
         zp[zl.ZP_EFF_CAL_REL] = self.effort_cal_rel
+        zp[zl.ZP_REL_X_TOL] = self.release_x_tol_mm
+        zp[zl.ZP_REL_VMIN] = self.release_v_min_mm_s
+        zp[zl.ZP_FREEWHEEL_MAX] = self.freewheel_max_s
         zp[zl.ZP_CLAMP_RAMP] = self.clamp_ramp_n_s
         zp[zl.ZP_RATE_FILT_HZ] = self.rate_filter_hz
         if dt is not None:

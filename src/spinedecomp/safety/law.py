@@ -113,7 +113,8 @@ Z_DROP_T = 56  # time of that reference, s
 Z_IMPLAUSIBLE = 57  # 1 once both cells were found under-reading (force plausibility)
 Z_EFF_RATIO = 58  # drive effort / cell force, learnt while the cells agree
 Z_EFF_LEARN = 59  # seconds of loaded, agreeing samples the ratio was learnt over
-N_ZSTATE = 60
+Z_X_CONTACT = 60  # cable position when force first exceeded the safe level, mm (NaN = not yet)
+N_ZSTATE = 61
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -169,7 +170,10 @@ ZP_FROZEN_KMAX = 49  # stiffest plant the envelope allows at the cell, N/mm
 ZP_EFF_LEARN_S = 50  # loaded time over which the effort is calibrated against the cells, s
 ZP_EFF_CAL_N = 51  # band around the calibrated effort, N ...
 ZP_EFF_CAL_REL = 52  # ... or this fraction of it, whichever is larger
-N_ZPARAM = 53
+ZP_REL_X_TOL = 53  # a release is paid out within this of the contact position, mm
+ZP_REL_VMIN = 54  # slowest pay-out while the cable is not yet back there, mm/s
+ZP_FREEWHEEL_MAX = 55  # longest wait for a freewheeling reel to bring force down, s
+N_ZPARAM = 56
 
 MAX_ALARMS = 64
 # alarm record columns
@@ -388,6 +392,9 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     if out_of_range or _timer(z, Z_T_ANGLE, off_target, dt) >= zp[ZP_ANGLE_S]:
         _trip(z, alarms, codes.ANGLE_FAULT, angle, f, clamp)
 
+    if math.isnan(z[Z_X_CONTACT]) and z[Z_FILT] > zp[ZP_SAFE_N] and z[Z_TRIPPED] == 0.0:
+        z[Z_X_CONTACT] = x
+
     # --- force plausibility, diverse from the cells ---
     # (1) The drive's effort, where the table reports it: the cells reading well below the
     # tension the motor is working against is a common-mode cell failure (both drifting or
@@ -449,38 +456,47 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
 
     if z[Z_TRIPPED] == 0.0:
         return ctrl_cmd
-    return release_step(z, zp, alarms, dt, f)
+    return release_step(z, zp, alarms, dt, f, x)
 
 
 @njit(cache=True)
-def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
-    """The controlled release: ramp force down at the set rate, never pulling; disable the
-    motor if force does not follow or the cable does not pay out, and once force has stayed
-    at or below the safe level for the hold-off time."""
+def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float, x: float) -> float:
+    """The controlled release: ramp force down at the set rate, never pulling, and pay the
+    cable out to where the harness first took load; disable the motor if force does not
+    follow or the cable does not pay out, and once force has stayed at or below the safe
+    level, with the cable paid out, for the hold-off time."""
     if z[Z_FIRST_CMD_T] < 0.0:
         z[Z_FIRST_CMD_T] = z[Z_T]
     z[Z_REL_TARGET] = max(0.0, z[Z_REL_TARGET] - zp[ZP_RELEASE_RATE] * dt)
-    if f <= zp[ZP_SAFE_N]:
+    # Decisions on the 20 Hz low-passed force: one noisy sample never resets a timer.
+    fs = z[Z_FILT]
+    safe_n = zp[ZP_SAFE_N]
+    # Diverse from the cells: the cable back where the harness first took the safe level's
+    # load means the patient is unloaded whatever the cells read (a cell failed low cannot end
+    # a release with load still on the patient).
+    paid_out = math.isnan(z[Z_X_CONTACT]) or x <= z[Z_X_CONTACT] + zp[ZP_REL_X_TOL]
+    if fs <= safe_n and paid_out:
         if z[Z_BELOW_SAFE_T] < 0.0:
             z[Z_BELOW_SAFE_T] = z[Z_T]
-    elif z[Z_DONE] == 0.0:
+    elif (fs > safe_n + zp[ZP_FROZEN_DF] or not paid_out) and z[Z_DONE] == 0.0:
         # Force rose above the safe level again (the patient moved, a spike): the hold-off
-        # starts over; the release is only complete once force has *stayed* safe.
+        # starts over; the release is only complete once force has *stayed* safe. The band
+        # above the safe level (the cells' noise) keeps noise at the level from restarting it.
         z[Z_BELOW_SAFE_T] = -1.0
-    stalled = f > z[Z_REL_TARGET] + zp[ZP_STALL_TOL]
-    not_zeroing = z[Z_REL_TARGET] == 0.0 and f > zp[ZP_SAFE_N]
+    stalled = fs > z[Z_REL_TARGET] + zp[ZP_STALL_TOL]
+    not_zeroing = z[Z_REL_TARGET] == 0.0 and z[Z_BELOW_SAFE_T] < 0.0
     late = _timer(z, Z_T_ZERO, not_zeroing, dt) >= zp[ZP_ZERO_S]
     # A jammed winch: a clear payout commanded and the cable moving at less than a fifth of
-    # it, with force still above the safe level. Judged by motion, so a jam near the end of
+    # it, with force or cable still to release. Judged by motion, so a jam near the end of
     # the ramp (force within the stall tolerance of it) is found as fast as one at its top.
     jammed = (z[Z_REL_CMD] < -2.0 and z[Z_VX] > 0.2 * z[Z_REL_CMD]
-              and f > zp[ZP_SAFE_N] and z[Z_MOTOR_OFF] == 0.0)
+              and z[Z_BELOW_SAFE_T] < 0.0 and z[Z_MOTOR_OFF] == 0.0)
     jam = _timer(z, Z_T_JAM, jammed, dt) >= zp[ZP_STALL_S]
     if (_timer(z, Z_T_STALL, stalled, dt) >= zp[ZP_STALL_S] or late or jam) \
             and z[Z_MOTOR_OFF] == 0.0:
         # The winch is not letting go (or the cells cannot show that it is): cut the drive,
         # the reel freewheels and the cable pays out under its own tension.
-        _raise(z, alarms, codes.RELEASE_STALLED, f, f)
+        _raise(z, alarms, codes.RELEASE_STALLED, fs, fs)
         z[Z_MOTOR_OFF] = 1.0
         z[Z_MOTOR_OFF_T] = z[Z_T]
     if z[Z_BELOW_SAFE_T] >= 0.0 and z[Z_T] - z[Z_BELOW_SAFE_T] >= zp[ZP_MOTOR_OFF_DELAY]:
@@ -489,13 +505,21 @@ def release_step(z: F64, zp: F64, alarms: F64, dt: float, f: float) -> float:
             z[Z_MOTOR_OFF_T] = z[Z_T]
         z[Z_DONE] = 1.0
     if z[Z_MOTOR_OFF] > 0.5:
-        # A release that ended by cutting the drive is complete once the reel has had the
-        # same delay to pay out, whatever the (possibly failed) load cells say.
-        if z[Z_T] - z[Z_MOTOR_OFF_T] >= zp[ZP_MOTOR_OFF_DELAY]:
+        # A release that ended by cutting the drive: the freewheeling reel pays out under the
+        # cable's tension, which takes a while on a soft patient. It is complete when force
+        # has stayed safe (above); when no cell is trusted, once the cable is back at the
+        # contact position and the hold-off has passed; and in any case after
+        # `ZP_FREEWHEEL_MAX` (a cell failed high must not hold the session open).
+        off_for = z[Z_T] - z[Z_MOTOR_OFF_T]
+        untrusted = z[Z_BAD_A] > 0.5 and z[Z_BAD_B] > 0.5
+        if (untrusted and paid_out and off_for >= zp[ZP_MOTOR_OFF_DELAY]) \
+                or off_for >= zp[ZP_FREEWHEEL_MAX]:
             z[Z_DONE] = 1.0
         z[Z_REL_CMD] = 0.0
         return 0.0
     v = min(0.0, max(float(zp[ZP_KR] * (z[Z_REL_TARGET] - f)), -float(zp[ZP_VMAX])))
+    if not paid_out:
+        v = min(v, -zp[ZP_REL_VMIN])
     z[Z_REL_CMD] = v
     return v
 
@@ -510,4 +534,5 @@ def new_state() -> F64:
     z[Z_HB_LAST] = -1.0
     z[Z_XF] = math.nan  # set from the first sample
     z[Z_EFF_F] = math.nan
+    z[Z_X_CONTACT] = math.nan
     return z

@@ -76,6 +76,8 @@ class SafetyConfig:
     release_x_tol_mm: float = 2.0
     release_v_min_mm_s: float = 10.0
     freewheel_max_s: float = 30.0
+    pull_cap_rate_n_s: float = 300.0  # 2.5x the lumbar rate-of-rise limit
+    slack_v_cap_mm_s: float = 100.0  # the session sets it to twice its approach speed
     clamp_ramp_n_s: float = 125.0
     rate_filter_hz: float = 4.0
     tare_limit_n: float = 30.0  # a cell offset beyond this at set-up is a fault, not a tare
@@ -109,6 +111,7 @@ class SafetyConfig:
             drop_n=40.0 if region is Region.LUMBAR else 15.0,
             frozen_kmax_n_mm=150.0 if region is Region.LUMBAR else 40.0,
             effort_cal_n=25.0 if region is Region.LUMBAR else 10.0,
+            pull_cap_rate_n_s=2.5 * lim.max_rate_of_rise_n_per_s,
             frozen_change_n=1.0 if region is Region.LUMBAR else 0.5,
             frozen_min_force_n=20.0 if region is Region.LUMBAR else 8.0,
             clamp_ramp_n_s=125.0 if region is Region.LUMBAR else 40.0,
@@ -182,6 +185,8 @@ class SafetyConfig:
         zp[zl.ZP_REL_X_TOL] = self.release_x_tol_mm
         zp[zl.ZP_REL_VMIN] = self.release_v_min_mm_s
         zp[zl.ZP_FREEWHEEL_MAX] = self.freewheel_max_s
+        zp[zl.ZP_PULL_CAP_RATE] = self.pull_cap_rate_n_s
+        zp[zl.ZP_SLACK_V_CAP] = self.slack_v_cap_mm_s
         zp[zl.ZP_CLAMP_RAMP] = self.clamp_ramp_n_s
         zp[zl.ZP_RATE_FILT_HZ] = self.rate_filter_hz
         if dt is not None:

@@ -114,7 +114,10 @@ Z_IMPLAUSIBLE = 57  # 1 once both cells were found under-reading (force plausibi
 Z_EFF_RATIO = 58  # drive effort / cell force, learnt while the cells agree
 Z_EFF_LEARN = 59  # seconds of loaded, agreeing samples the ratio was learnt over
 Z_X_CONTACT = 60  # cable position when force first exceeded the safe level, mm (NaN = not yet)
-N_ZSTATE = 61
+Z_KMON = 61  # the monitor's own (conservative) cable-to-force stiffness, N/mm (NaN = not yet)
+Z_KM_X0 = 62  # start of its current window: cable position, mm ...
+Z_KM_F0 = 63  # ... and force, N
+N_ZSTATE = 64
 
 # ---- parameters ----------------------------------------------------------------------------
 ZP_ABS_LIMIT = 0  # device absolute force limit, N
@@ -173,7 +176,9 @@ ZP_EFF_CAL_REL = 52  # ... or this fraction of it, whichever is larger
 ZP_REL_X_TOL = 53  # a release is paid out within this of the contact position, mm
 ZP_REL_VMIN = 54  # slowest pay-out while the cable is not yet back there, mm/s
 ZP_FREEWHEEL_MAX = 55  # longest wait for a freewheeling reel to bring force down, s
-N_ZPARAM = 56
+ZP_PULL_CAP_RATE = 56  # under load, no pull faster than this force rate on the stiffness, N/s
+ZP_SLACK_V_CAP = 57  # unloaded, no pull faster than this (twice the approach speed), mm/s
+N_ZPARAM = 58
 
 MAX_ALARMS = 64
 # alarm record columns
@@ -220,6 +225,37 @@ def _explained(zp: F64, dx: float) -> float:
     # envelope. A bigger change of the other cell is a step of that cell (an offset, a spike),
     # not evidence that this one is frozen.
     return float(1.5 * zp[ZP_FROZEN_KMAX] * abs(dx) + 4.0 * zp[ZP_FROZEN_DF])
+
+
+@njit(cache=True)
+def _pull_cap(z: F64, zp: F64, x: float, cmd: float) -> float:
+    # Under load, a pull may raise force at most `ZP_PULL_CAP_RATE` on the monitor's own
+    # stiffness estimate (twice what the controller itself allows). It never binds a healthy
+    # controller, but a runaway one cannot drive a stiff plant faster than the rate-of-rise
+    # and over-force trips can stop within the drive's lag. The estimate is the monitor's
+    # own: force change over each 0.5 mm of cable under load, the largest recent one (a
+    # window's value decays by 10 % per window), the envelope's stiffest plant until the
+    # first window closes.
+    loaded = z[Z_FILT] > zp[ZP_SAFE_N]
+    if not loaded:
+        # Taking up slack: no faster than twice the approach speed the envelope allows, so a
+        # runaway cannot meet the harness at full speed (a drive's deceleration limit would
+        # carry the cable on long after the trip).
+        z[Z_KM_X0] = math.nan
+        return float(min(cmd, zp[ZP_SLACK_V_CAP]))
+    if math.isnan(z[Z_KM_X0]):
+        z[Z_KM_X0] = x
+        z[Z_KM_F0] = z[Z_FILT]
+    dxw = x - z[Z_KM_X0]
+    if abs(dxw) >= 0.5:
+        kw = (z[Z_FILT] - z[Z_KM_F0]) / dxw
+        if kw > 0.0:
+            z[Z_KMON] = kw if math.isnan(z[Z_KMON]) else max(kw, 0.9 * z[Z_KMON])
+        z[Z_KM_X0] = x
+        z[Z_KM_F0] = z[Z_FILT]
+    k = zp[ZP_FROZEN_KMAX] if math.isnan(z[Z_KMON]) else z[Z_KMON]
+    cap = max(zp[ZP_PULL_CAP_RATE] / max(k, 0.1), 1.0)
+    return float(min(cmd, cap))
 
 
 @njit(cache=True)
@@ -455,7 +491,7 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
         _trip(z, alarms, codes.END_OF_SESSION, 0.0, f, clamp)
 
     if z[Z_TRIPPED] == 0.0:
-        return ctrl_cmd
+        return _pull_cap(z, zp, x, ctrl_cmd)
     return release_step(z, zp, alarms, dt, f, x)
 
 
@@ -535,4 +571,7 @@ def new_state() -> F64:
     z[Z_XF] = math.nan  # set from the first sample
     z[Z_EFF_F] = math.nan
     z[Z_X_CONTACT] = math.nan
+    z[Z_KMON] = math.nan
+    z[Z_KM_X0] = math.nan
+    z[Z_KM_F0] = math.nan
     return z

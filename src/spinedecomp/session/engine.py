@@ -182,6 +182,10 @@ class SessionEngine:
         self.c = self.controller.new_state(self.envelope)
         self.cp = self.controller.params(self.dt, self.envelope)
         self.z = zl.new_state()
+        # Unloaded pulls are capped by the monitor at twice the approach speed of this
+        # table's envelope (docs/safety.md, pull caps).
+        self.safety = replace(self.safety,
+                              slack_v_cap_mm_s=2.0 * float(self.cp[cl.CP_V_APPROACH]))
         self.zp = self.safety.params(self.dt)
         self.tare_a_n = 0.0
         self.tare_b_n = 0.0

@@ -196,8 +196,11 @@ def run_fault_case(case: FaultCase) -> FaultResult:
     missing = [f.label() for f in faults if f.kind in MUST_ALARM and f.t < case.stop_at_s
                and not any(a.t >= f.t - 1e-9 for a in alarms)
                and not (out.trip_t is not None and out.trip_t < f.t)
-               # a runaway behind a jammed winch cannot move the cable: no hazard to report
-               and not (f.kind == "controller-runaway" and any(ts <= f.t for ts in stalls))]
+               # a runaway behind a jammed winch, or one the monitor's pull caps kept from
+               # loading the patient, made no hazard to report
+               and not (f.kind == "controller-runaway" and (
+                   any(ts <= f.t for ts in stalls)
+                   or float(np.max(true[t >= f.t], initial=0.0)) <= eng.safety.safe_n))]
     return FaultResult(
         case=case, end_state=out.end_state.value, alarms=[a.kind for a in alarms],
         first_fault_kind=first.kind, first_fault_t=first.t, trip_t=trip_t, detect_s=detect,

@@ -10,23 +10,19 @@ from __future__ import annotations
 from spinedecomp.core.units import Region
 from spinedecomp.device.plant import draw_plant
 from spinedecomp.device.simulated import PatientModel, SimulatedTable
-from spinedecomp.device.table import ActuatorCommand, SensorFrame, TableInfo
+from spinedecomp.device.table import ActuatorCommand, SensorFrame
+from tests.wrapped_table import SimulatorWrapper
 
 
-class WrappedTable:
+class WrappedTable(SimulatorWrapper):
     """Implements `Table` by delegation; counts reads per write to check the contract."""
 
     def __init__(self) -> None:
         plant = draw_plant(Region.LUMBAR, 80.0, seed=424242, max_force_n=400.0)
-        self._sim = SimulatedTable(PatientModel(Region.LUMBAR, 80.0, plant=plant))
+        super().__init__(SimulatedTable(PatientModel(Region.LUMBAR, 80.0, plant=plant)))
         self.reads_since_write = 0
         self.max_reads_per_period = 0
         self.writes = 0
-
-    @property
-    def info(self) -> TableInfo:
-        """The wrapped table's identity."""
-        return self._sim.info
 
     def read(self) -> SensorFrame:
         """Raw sensors."""
@@ -39,22 +35,6 @@ class WrappedTable:
         self.reads_since_write = 0
         self.writes += 1
         self._sim.write(cmd)
-
-    def advance(self, dt: float) -> None:
-        """Integrate."""
-        self._sim.advance(dt)
-
-    def test_patient_switch(self) -> bool:
-        """Set-up switch test."""
-        return self._sim.test_patient_switch()
-
-    def release(self) -> None:
-        """Firmware release."""
-        self._sim.release()
-
-    def close(self) -> None:
-        """Disable the drive."""
-        self._sim.close()
 
 
 LAST: list[WrappedTable] = []

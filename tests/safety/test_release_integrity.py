@@ -14,27 +14,39 @@ from spinedecomp.control.protocol import resolve
 from spinedecomp.core.clock import SimClock
 from spinedecomp.core.errors import SessionError
 from spinedecomp.core.units import Region
+from spinedecomp.device.plant import nominal_plant
 from spinedecomp.device.simulated import PatientModel, SimulatedTable
-from spinedecomp.device.table import ActuatorCommand, SensorFrame, TableInfo
+from spinedecomp.device.table import SensorFrame
 from spinedecomp.session.engine import SessionEngine
 from spinedecomp.session.faults import parse_fault
 from spinedecomp.session.model import Command
 from spinedecomp.session.telemetry import COL
+from tests.wrapped_table import SimulatorWrapper
 
 RATE = 1000.0
 
 
-def _run(*faults: str) -> tuple[SessionEngine, np.ndarray]:
+def _run_on(plant_effort: float | None, *faults: str) -> tuple[SessionEngine, np.ndarray]:
+    """An 80 kg lumbar-intermittent session on the built-in plant (`plant_effort` overrides
+    its drive-effort gain; 0 = no effort reported) with `faults` injected."""
     res = resolve(get_protocol("lumbar-intermittent"), 80.0)
-    eng = SessionEngine(SimulatedTable(PatientModel(res.region, 80.0),
+    plant = nominal_plant(res.region, 80.0)
+    if plant_effort is not None:
+        plant = dataclasses.replace(plant, effort_gain=plant_effort)
+    eng = SessionEngine(SimulatedTable(PatientModel(res.region, 80.0, plant=plant),
                                        angle_deg=res.protocol.angle_deg),
                         res, rate_hz=RATE, clock=SimClock(1.0 / RATE))
     for f in faults:
         eng.inject(parse_fault(f))
     eng.setup(confirm_high_force=True)
     out = eng.run()
-    assert out.end_state.value == "aborted"
     return eng, out.telemetry
+
+
+def _run(*faults: str) -> tuple[SessionEngine, np.ndarray]:
+    eng, tel = _run_on(None, *faults)
+    assert eng.state.value == "aborted"
+    return eng, tel
 
 
 def test_force_rising_again_during_the_release_restarts_the_hold_off() -> None:
@@ -87,23 +99,6 @@ def test_two_faults_on_one_cell_in_one_period_both_count(order: tuple[str, str])
 
 
 # ---- item 4: force plausibility diverse from the two cells ---------------------------------
-def _run_on(plant_effort: float, *faults: str) -> tuple[SessionEngine, np.ndarray]:
-    from dataclasses import replace
-
-    from spinedecomp.device.plant import nominal_plant
-
-    res = resolve(get_protocol("lumbar-intermittent"), 80.0)
-    plant = replace(nominal_plant(res.region, 80.0), effort_gain=plant_effort)
-    eng = SessionEngine(SimulatedTable(PatientModel(res.region, 80.0, plant=plant),
-                                       angle_deg=res.protocol.angle_deg),
-                        res, rate_hz=RATE, clock=SimClock(1.0 / RATE))
-    for f in faults:
-        eng.inject(parse_fault(f))
-    eng.setup(confirm_high_force=True)
-    out = eng.run()
-    return eng, out.telemetry
-
-
 def test_common_mode_drift_of_both_cells_is_caught_by_the_drive_effort() -> None:
     # Issue 12.4: both cells drifting -40 N/s used to let true force reach 3,849 N. The effort
     # channel reads 7 % high (its own gain error), which the calibration takes out.
@@ -135,20 +130,15 @@ def test_a_detached_harness_is_caught_by_the_cable_position() -> None:
     assert x[tel[:, COL["t"]] > 30.0].max() <= x[np.searchsorted(tel[:, COL["t"]], 30.0)] + 1.0
 
 
-class _StuckNoisyCell:
+class _StuckNoisyCell(SimulatorWrapper):
     """The simulated table with cell A stuck from `at_s` at its value then, its electrical
     noise still on it (a seized strain gauge whose amplifier still hums)."""
 
     def __init__(self, at_s: float) -> None:
-        self._sim = SimulatedTable(PatientModel(Region.LUMBAR, 80.0))
+        super().__init__(SimulatedTable(PatientModel(Region.LUMBAR, 80.0)))
         self.at_s = at_s
-        self.t = 0.0
         self.stuck: float | None = None
         self.rng = np.random.default_rng(5)
-
-    @property
-    def info(self) -> TableInfo:
-        return self._sim.info
 
     def read(self) -> SensorFrame:
         fr = self._sim.read()
@@ -157,22 +147,6 @@ class _StuckNoisyCell:
                 self.stuck = fr.force_a_n
             return dataclasses.replace(fr, force_a_n=self.stuck + float(self.rng.normal(0, 1.0)))
         return fr
-
-    def write(self, cmd: ActuatorCommand) -> None:
-        self._sim.write(cmd)
-
-    def advance(self, dt: float) -> None:
-        self.t += dt
-        self._sim.advance(dt)
-
-    def test_patient_switch(self) -> bool:
-        return self._sim.test_patient_switch()
-
-    def release(self) -> None:
-        self._sim.release()
-
-    def close(self) -> None:
-        self._sim.close()
 
 
 def test_a_cell_stuck_with_its_noise_in_a_static_hold_is_caught_when_force_moves() -> None:

@@ -20,21 +20,21 @@ import os
 
 from spinedecomp.core.units import Region
 from spinedecomp.device.simulated import PatientModel, SimulatedTable
-from spinedecomp.device.table import ActuatorCommand, SensorFrame, TableInfo
+from spinedecomp.device.table import SensorFrame, TableInfo
+from tests.wrapped_table import SimulatorWrapper
 
 SENTINEL_N = -0x8000_0000 * 0.01  # -21,474,836.48 N
 SATURATED_N = 0x7FFF_FFFF * 0.01  # +21,474,836.47 N
 
 
-class SentinelTable:
+class SentinelTable(SimulatorWrapper):
     """Implements `Table` by delegation, corrupting the cells for a few periods."""
 
     def __init__(self, mode: str, at_s: float, periods: int) -> None:
-        self._sim = SimulatedTable(PatientModel(Region.LUMBAR, 80.0))
+        super().__init__(SimulatedTable(PatientModel(Region.LUMBAR, 80.0)))
         self.mode = mode
         self.at_s = at_s
         self.periods = periods
-        self.t = 0.0
         self.corrupted = 0
 
     @property
@@ -54,27 +54,6 @@ class SentinelTable:
                 return dataclasses.replace(frame, force_a_n=SENTINEL_N)
             return dataclasses.replace(frame, force_a_n=math.nan)
         return frame
-
-    def write(self, cmd: ActuatorCommand) -> None:
-        """Command for the coming period."""
-        self._sim.write(cmd)
-
-    def advance(self, dt: float) -> None:
-        """Integrate, keeping the table's own clock."""
-        self.t += dt
-        self._sim.advance(dt)
-
-    def test_patient_switch(self) -> bool:
-        """Set-up switch test."""
-        return self._sim.test_patient_switch()
-
-    def release(self) -> None:
-        """Firmware release."""
-        self._sim.release()
-
-    def close(self) -> None:
-        """Disable the drive."""
-        self._sim.close()
 
 
 def make() -> SentinelTable:

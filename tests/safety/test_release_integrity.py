@@ -98,6 +98,18 @@ def test_two_faults_on_one_cell_in_one_period_both_count(order: tuple[str, str])
     assert tel[-1, COL["force_true_n"]] <= eng.safety.safe_n
 
 
+def test_the_end_of_a_hidden_fault_does_not_clear_the_one_that_shows() -> None:
+    # Found by the fault campaign (seed 3010449): a NaN and a 5 ms spike on cell B at once at
+    # 100 Hz. The spike's end cleared the cell within the period, the NaN never showed and
+    # the session completed with a broken cell.
+    from spinedecomp.session.fault_campaign import draw_fault_case, run_fault_case
+
+    r = run_fault_case(draw_fault_case(3010449))
+    assert r.case.rate_hz == 100.0
+    assert r.alarms and r.alarms[0] == "sensor-invalid"
+    assert r.safe_end
+
+
 # ---- item 4: force plausibility diverse from the two cells ---------------------------------
 def test_common_mode_drift_of_both_cells_is_caught_by_the_drive_effort() -> None:
     # Issue 12.4: both cells drifting -40 N/s used to let true force reach 3,849 N. The effort

@@ -432,6 +432,8 @@ class SessionEngine:
                 log.warning("fault %s on cell %s: the cell already has a more severe fault, "
                             "which stays", k, f.channel)
                 return
+            if not on and int(flt[ch_mode]) != modes[k]:
+                return  # the end of a fault that did not show (a worse one did): leave that
             flt[ch_mode] = modes[k] if on else ph.LC_OK
             flt[ch_arg] = (f.arg or 0.0) if on else 0.0
 

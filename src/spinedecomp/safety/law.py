@@ -228,6 +228,30 @@ def _explained(zp: F64, dx: float) -> float:
 
 
 @njit(cache=True)
+def _frozen_ref(z: F64, own: float, other: float, x: float, i_f: int, i_x: int,
+                i_o: int) -> None:
+    # A new reference for one cell: its reading, the cable position and the other cell's.
+    z[i_f] = own
+    z[i_x] = x
+    z[i_o] = other
+
+
+@njit(cache=True)
+def _frozen_check(z: F64, zp: F64, alarms: F64, own: float, other: float, x: float, f: float,
+                  clamp: float, i_f: int, i_x: int, i_o: int, i_bad: int) -> None:
+    # One cell is frozen when, since it last changed by more than the noise band, the cable
+    # moved and the other cell changed clearly (by no more than that motion explains) while
+    # this one did not.
+    if abs(own - z[i_f]) > zp[ZP_FROZEN_DF]:
+        _frozen_ref(z, own, other, x, i_f, i_x, i_o)
+    elif (abs(x - z[i_x]) > zp[ZP_FROZEN_X]
+          and abs(other - z[i_o]) > 4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25
+          and z[i_bad] == 0.0 and abs(other - z[i_o]) <= _explained(zp, x - z[i_x])):
+        z[i_bad] = 1.0
+        _trip(z, alarms, codes.SENSOR_FROZEN, own, f, clamp)
+
+
+@njit(cache=True)
 def _pull_cap(z: F64, zp: F64, x: float, cmd: float) -> float:
     # Under load, a pull may raise force at most `ZP_PULL_CAP_RATE` on the monitor's own
     # stiffness estimate (twice what the controller itself allows). It never binds a healthy
@@ -385,31 +409,13 @@ def safety_step(z: F64, zp: F64, alarms: F64, dt: float, fa: float, fb: float, x
     refs_ok = math.isfinite(z[Z_FRZ_FA]) and math.isfinite(z[Z_FRZ_FB]) and \
         math.isfinite(z[Z_FRZ_OA]) and math.isfinite(z[Z_FRZ_OB])
     if f > zp[ZP_FROZEN_MIN_F] and link_up and in_a and in_b and refs_ok:
-        if abs(raw_a - z[Z_FRZ_FA]) > zp[ZP_FROZEN_DF]:
-            z[Z_FRZ_FA] = raw_a
-            z[Z_FRZ_XA] = x
-            z[Z_FRZ_OA] = raw_b
-        elif (abs(x - z[Z_FRZ_XA]) > zp[ZP_FROZEN_X] and abs(raw_b - z[Z_FRZ_OA]) >
-              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_A] == 0.0
-              and abs(raw_b - z[Z_FRZ_OA]) <= _explained(zp, x - z[Z_FRZ_XA])):
-            z[Z_BAD_A] = 1.0
-            _trip(z, alarms, codes.SENSOR_FROZEN, raw_a, f, clamp)
-        if abs(raw_b - z[Z_FRZ_FB]) > zp[ZP_FROZEN_DF]:
-            z[Z_FRZ_FB] = raw_b
-            z[Z_FRZ_XB] = x
-            z[Z_FRZ_OB] = raw_a
-        elif (abs(x - z[Z_FRZ_XB]) > zp[ZP_FROZEN_X] and abs(raw_a - z[Z_FRZ_OB]) >
-              4.0 * zp[ZP_FROZEN_DF] + zp[ZP_DISAGREE_N] * 0.25 and z[Z_BAD_B] == 0.0
-              and abs(raw_a - z[Z_FRZ_OB]) <= _explained(zp, x - z[Z_FRZ_XB])):
-            z[Z_BAD_B] = 1.0
-            _trip(z, alarms, codes.SENSOR_FROZEN, raw_b, f, clamp)
+        _frozen_check(z, zp, alarms, raw_a, raw_b, x, f, clamp, Z_FRZ_FA, Z_FRZ_XA, Z_FRZ_OA,
+                      Z_BAD_A)
+        _frozen_check(z, zp, alarms, raw_b, raw_a, x, f, clamp, Z_FRZ_FB, Z_FRZ_XB, Z_FRZ_OB,
+                      Z_BAD_B)
     else:
-        z[Z_FRZ_FA] = raw_a
-        z[Z_FRZ_XA] = x
-        z[Z_FRZ_OA] = raw_b
-        z[Z_FRZ_FB] = raw_b
-        z[Z_FRZ_XB] = x
-        z[Z_FRZ_OB] = raw_a
+        _frozen_ref(z, raw_a, raw_b, x, Z_FRZ_FA, Z_FRZ_XA, Z_FRZ_OA)
+        _frozen_ref(z, raw_b, raw_a, x, Z_FRZ_FB, Z_FRZ_XB, Z_FRZ_OB)
     z[Z_LAST_A] = raw_a
     z[Z_LAST_B] = raw_b
 

@@ -145,7 +145,8 @@ def immutable_ok(tmp_path: Path) -> None:
     probe = tmp_path / "probe"
     probe.touch()
     if shutil.which("chattr") is None or not _chattr("+i", [probe]):
-        pytest.skip("chattr +i is not permitted here (needs root / CAP_LINUX_IMMUTABLE)")
+        pytest.skip("host capability: chattr +i is not permitted here (needs root / "
+                    "CAP_LINUX_IMMUTABLE and a filesystem with the immutable flag)")
     _chattr("-i", [probe])
 
 
